@@ -1,0 +1,65 @@
+"""Command line: ``python -m divergen_lib <stage> --params FILE [--set key=value ...]``.
+
+Stages call the same library functions as the notebooks. ``notebooks`` runs the numbered notebooks of a
+profile with papermill (what ``run_all.sh`` calls).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from .config import ConfigError, load_config
+from .formats import FormatError
+
+# stage name -> "module:function(config)", imported only when chosen
+STAGES = {
+    "toyworld": "divergen_lib.toyworld.stage:run",
+}
+
+
+def _stage_function(name: str):
+    module, _, func = STAGES[name].partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m divergen_lib", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in STAGES:
+        stage = sub.add_parser(name, help=f"run the {name} stage")
+        stage.add_argument("--params", required=True, help="params YAML, e.g. params/demo/00_toyworld.yaml")
+        stage.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a parameter, e.g. --set toyworld.n_train_images=100 (repeatable)")  # fmt: skip
+    nbs = sub.add_parser("notebooks", help="run the numbered notebooks of a profile with papermill")
+    nbs.add_argument("--profile", default="demo")
+    group = nbs.add_mutually_exclusive_group()
+    group.add_argument("--only", metavar="NN", help="run only notebook NN")
+    group.add_argument("--from", dest="start", metavar="NN", help="run notebooks NN and later")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    try:
+        if args.command == "notebooks":
+            from .notebook_runner import NotebookFailure, run_notebooks
+
+            try:
+                run_notebooks(args.profile, args.only, args.start)
+            except NotebookFailure as failure:
+                print(failure, file=sys.stderr)
+                return 1
+            return 0
+        config = load_config(args.params, args.overrides)
+        result = _stage_function(args.command)(config)
+        print(f"{args.command}: done -> {getattr(result, 'root', result)}")
+        return 0
+    except (ConfigError, FormatError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

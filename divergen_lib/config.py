@@ -1,0 +1,257 @@
+"""Parameter files: YAML -> typed, validated dataclasses, one section per stage.
+
+A params file holds the profile-wide keys of :class:`CommonConfig` at top level and one mapping per stage
+section (``toyworld:``, ``generation:``, ...). A ``common.yaml`` beside it, if present, is read first and
+the file's own keys override it. Any problem (unknown key, wrong type, missing required file) is reported
+as one line naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+
+COMMON_FILE = "common.yaml"
+
+
+class ConfigError(ValueError):
+    """A params file is malformed; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class MustExist:
+    """Marker for ``Annotated[Path, MustExist()]``: the path must exist when the params are loaded."""
+
+
+InputPath = Annotated[Path, MustExist()]
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    """Profile-wide settings."""
+
+    profile: str = "demo"
+    output_dir: Path = Path("outputs/demo")
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+
+
+# Stage sections: name -> "module:Class", imported lazily so loading params never imports torch.
+SECTIONS: dict[str, str | type] = {
+    "toyworld": "divergen_lib.toyworld.config:ToyWorldConfig",
+}
+
+
+def register_section(name: str, cls: str | type) -> None:
+    """Register a stage section (a dataclass or its ``"module:Class"`` path)."""
+    SECTIONS[name] = cls
+
+
+def section_class(name: str) -> type:
+    """The dataclass of a registered section."""
+    target = SECTIONS[name]
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        target = getattr(importlib.import_module(module), attr)
+    return target
+
+
+@dataclass(frozen=True)
+class Config:
+    """A loaded params file: common settings plus the typed sections it (or its common.yaml) defines."""
+
+    path: Path
+    common: CommonConfig
+    sections: dict[str, Any] = field(default_factory=dict)
+
+    def section(self, name: str) -> Any:
+        """The typed config of section ``name``; its defaults if the file does not mention it."""
+        if name in self.sections:
+            return self.sections[name]
+        if name not in SECTIONS:
+            raise ConfigError(f"{self.path}: unknown section {name!r}")
+        return _build(section_class(name), {}, name, {}, self.path)
+
+    def stage_dir(self, name: str) -> Path:
+        """Where stage ``name`` writes: ``<output_dir>/<name>``."""
+        return self.common.output_dir / name
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
+    """Check ``value`` against type ``tp`` (converting str->Path, int->float, list->tuple)."""
+
+    def fail(expected: str) -> typing.NoReturn:
+        raise ConfigError(f"{origin}: {key}: expected {expected}, got {value!r}")
+
+    hint_origin = typing.get_origin(tp)
+    if hint_origin is Annotated:
+        base, *extra = typing.get_args(tp)
+        out = _coerce(value, base, key, origin)
+        if any(isinstance(m, MustExist) for m in extra) and not Path(out).exists():
+            raise ConfigError(f"{origin}: {key}: file or folder not found: {out}")
+        return out
+    if hint_origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key, origin)
+            except ConfigError:
+                continue
+        fail(" or ".join(_type_name(a) for a in args))
+    if hint_origin is Literal:
+        if value not in typing.get_args(tp):
+            fail("one of " + ", ".join(repr(a) for a in typing.get_args(tp)))
+        return value
+    if hint_origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            fail(f"a list of {_type_name(typing.get_args(tp)[0])}")
+        args = typing.get_args(tp)
+        if hint_origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(value) != len(args):
+                fail(f"a list of {len(args)} values")
+            return tuple(_coerce(v, a, f"{key}[{i}]", origin) for i, (v, a) in enumerate(zip(value, args)))
+        items = [_coerce(v, args[0], f"{key}[{i}]", origin) for i, v in enumerate(value)]
+        return tuple(items) if hint_origin is tuple else items
+    if hint_origin is dict:
+        if not isinstance(value, dict):
+            fail("a mapping")
+        _, vt = typing.get_args(tp)
+        return {str(k): _coerce(v, vt, f"{key}.{k}", origin) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            fail("a mapping")
+        return _build(tp, value, key, {}, origin)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail("true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            fail("an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            fail("a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            fail("a string")
+        return value
+    if tp is Path:
+        if not isinstance(value, str | Path):
+            fail("a path")
+        return Path(os.path.expandvars(os.path.expanduser(str(value))))
+    raise TypeError(f"unsupported config field type {tp!r} at {key}")
+
+
+def _build(cls: type, values: dict, prefix: str, origins: dict[str, str], default_origin: Any) -> Any:
+    """Instantiate dataclass ``cls`` from ``values``; ``origins`` maps dotted keys to the file that set them."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}" if prefix else key
+        origin = origins.get(dotted, str(default_origin))
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{origin}: unknown key {dotted!r} (known keys: {known})")
+        kwargs[key] = _coerce(value, hints[key], dotted, origin)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            dotted = f"{prefix}.{name}" if prefix else name
+            raise ConfigError(f"{default_origin}: missing required key {dotted!r}")
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:  # a dataclass's own __post_init__ check
+        raise ConfigError(f"{default_origin}: {prefix}: {err}") from None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of keys to values")
+    return data
+
+
+def _merge(base: dict, top: dict, source: str, origins: dict[str, str], prefix: str = "") -> dict:
+    """Deep-merge ``top`` over ``base`` and record which file set each dotted key."""
+    out = dict(base)
+    for key, value in top.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, source, origins, dotted)
+        else:
+            out[key] = value
+            origins[dotted] = source
+            if isinstance(value, dict):
+                for sub in value:
+                    origins[f"{dotted}.{sub}"] = source
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Parse ``key.sub=value`` (value read as YAML) into (key path, value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. toyworld.n_train_images=100")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {text!r}: value is not valid YAML") from None
+    return key.strip().split("."), value
+
+
+def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load ``path`` (over ``common.yaml`` beside it) and ``--set`` style overrides into a :class:`Config`."""
+    path = Path(path)
+    origins: dict[str, str] = {}
+    merged: dict = {}
+    common_path = path.parent / COMMON_FILE
+    if common_path.is_file() and common_path.resolve() != path.resolve():
+        merged = _merge(merged, _read_yaml(common_path), str(common_path), origins)
+    merged = _merge(merged, _read_yaml(path), str(path), origins)
+    for text in overrides:
+        keys, value = parse_override(text)
+        nested: Any = value
+        for k in reversed(keys):
+            nested = {k: nested}
+        merged = _merge(merged, nested, f"--set {text}", origins)
+
+    common_names = {f.name for f in dataclasses.fields(CommonConfig)}
+    common_values = {k: v for k, v in merged.items() if k in common_names}
+    sections = {}
+    for key, value in merged.items():
+        if key in common_names:
+            continue
+        origin = origins.get(key, str(path))
+        if key not in SECTIONS:
+            known = ", ".join(sorted(common_names | set(SECTIONS)))
+            raise ConfigError(f"{origin}: unknown key {key!r} (known keys: {known})")
+        if not isinstance(value, dict):
+            raise ConfigError(f"{origin}: {key}: expected a mapping of the section's keys, got {value!r}")
+        sections[key] = _build(section_class(key), value, key, origins, origin)
+    common = _build(CommonConfig, common_values, "", origins, path)
+    return Config(path=path, common=common, sections=sections)

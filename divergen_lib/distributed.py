@@ -1,0 +1,151 @@
+"""Rank/world from torchrun's environment, ``ids[rank::world]`` sharding, and a resumable map.
+
+Every heavy stage runs its per-item work through :func:`resumable_map`: each rank appends finished rows to
+its own shard manifest (one fsync'd line per item), so a killed run loses at most the item in flight; a
+rerun skips every id already recorded by any shard; rank 0 merges the shards into one manifest whose row
+order follows the input ids, so the result does not depend on the number of processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from .formats import append_row, read_manifest, write_manifest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in a (possibly single-process) job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    """Read ``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` as set by torchrun; a single process when absent."""
+    try:
+        rank = int(os.environ.get("RANK", 0))
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        local = int(os.environ.get("LOCAL_RANK", rank))
+    except ValueError as err:
+        raise RuntimeError(f"malformed torchrun environment: {err}") from None
+    if world < 1 or not 0 <= rank < world:
+        raise RuntimeError(f"RANK={rank} is outside WORLD_SIZE={world}")
+    return DistInfo(rank, world, local)
+
+
+def shard(ids: Sequence[Any], rank: int | None = None, world_size: int | None = None) -> list[Any]:
+    """This rank's share of ``ids``: ``ids[rank::world_size]`` (defaults from :func:`dist_info`)."""
+    info = dist_info()
+    rank = info.rank if rank is None else rank
+    world_size = info.world_size if world_size is None else world_size
+    return list(ids[rank::world_size])
+
+
+def barrier() -> None:
+    """Wait for every rank when a torch.distributed process group is up; a no-op otherwise."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def shard_path(out_dir: Path, name: str, rank: int, world_size: int) -> Path:
+    """File of one rank's shard manifest."""
+    return out_dir / "shards" / f"{name}.rank{rank:03d}-of-{world_size:03d}.jsonl"
+
+
+def completed_rows(out_dir: Path, name: str) -> dict[str, dict[str, Any]]:
+    """Rows recorded by any shard of any earlier run (whatever its world size), keyed by id."""
+    done: dict[str, dict[str, Any]] = {}
+    for path in sorted((out_dir / "shards").glob(f"{name}.rank*-of-*.jsonl")):
+        for row in read_manifest(path, tolerate_torn_tail=True):
+            done.setdefault(row["id"], row)
+    return done
+
+
+def _rewrite_without_torn_tail(path: Path) -> None:
+    """Drop an interrupted last line so appends start on a clean line."""
+    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        write_manifest(read_manifest(path, tolerate_torn_tail=True), path)
+
+
+def resumable_map(
+    items: Sequence[Any],
+    fn: Callable[[Any], dict[str, Any]],
+    out_dir: str | os.PathLike,
+    name: str,
+    *,
+    id_of: Callable[[Any], str] = str,
+    info: DistInfo | None = None,
+    record_errors: bool = True,
+    desc: str | None = None,
+) -> list[dict[str, Any]] | None:
+    """Apply ``fn`` to this rank's share of ``items``, skipping ids already done, and merge the shards.
+
+    ``fn(item)`` returns a JSON-ready row; it writes its own files (atomically) *before* returning, so a
+    recorded row always means complete outputs. The row gets ``id`` = ``id_of(item)``. With
+    ``record_errors`` an exception becomes a row ``{"id", "status": "error", "reason"}`` and the map goes on.
+
+    Returns the merged rows (in ``items`` order) on rank 0, written to ``<out_dir>/<name>.jsonl``;
+    ``None`` on other ranks.
+    """
+    info = info or dist_info()
+    out_dir = Path(out_dir)
+    ids = [id_of(item) for item in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{name}: work item ids are not unique")
+    mine = shard(list(zip(ids, items)), info.rank, info.world_size)
+    done = completed_rows(out_dir, name)
+    todo = [(i, item) for i, item in mine if i not in done]
+    own_shard = shard_path(out_dir, name, info.rank, info.world_size)
+    own_shard.parent.mkdir(parents=True, exist_ok=True)
+    _rewrite_without_torn_tail(own_shard)
+    if mine:
+        log.info("%s: rank %d has %d items, %d already done", name, info.rank, len(mine), len(mine) - len(todo))
+    with open(own_shard, "a", encoding="utf-8") as fh:
+        for item_id, item in tqdm(todo, desc=desc or name, disable=not info.is_main or not todo, leave=False):
+            try:
+                row = {"id": item_id, **fn(item)}
+            except Exception as err:  # noqa: BLE001 - recorded per item by design
+                if not record_errors:
+                    raise
+                log.debug("%s: %s failed\n%s", name, item_id, traceback.format_exc())
+                row = {"id": item_id, "status": "error", "reason": f"{type(err).__name__}: {err}"}
+            append_row(fh, row)
+    barrier()
+    if not info.is_main:
+        return None
+    return merge_shards(out_dir, name, ids)
+
+
+def merge_shards(out_dir: str | os.PathLike, name: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+    """Merge every shard of ``name`` into ``<out_dir>/<name>.jsonl``, rows in ``ids`` order.
+
+    Raises if an id has no row yet (a rank has not finished).
+    """
+    out_dir = Path(out_dir)
+    done = completed_rows(out_dir, name)
+    missing = [i for i in ids if i not in done]
+    if missing:
+        raise RuntimeError(f"{name}: {len(missing)} ids have no result yet (first: {missing[0]}); rerun the stage")
+    rows = [done[i] for i in ids]
+    write_manifest(rows, out_dir / f"{name}.jsonl")
+    return rows

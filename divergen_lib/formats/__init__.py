@@ -1,0 +1,66 @@
+"""Shared file formats: atomic writes, COCO RLE masks, LVIS json, JSONL manifests, the instance-pool json."""
+
+from .atomic import (
+    atomic_open,
+    atomic_write_bytes,
+    atomic_write_text,
+    encode_png,
+    read_image,
+    read_json,
+    write_json,
+    write_png,
+)
+from .errors import FormatError
+from .instance_pool import (
+    InstancePool,
+    PoolEntry,
+    merge_instance_pools,
+    read_instance_pool,
+    resolve_pool_paths,
+    write_instance_pool,
+)
+from .lvis_json import (
+    assign_frequencies,
+    category_index,
+    frequency_of,
+    frequency_thresholds,
+    read_lvis,
+    validate_lvis,
+    write_lvis,
+)
+from .manifest import append_row, read_manifest, write_manifest
+from .masks import mask_bbox, mask_to_rle, rle_area, rle_bbox, rle_to_mask, segmentation_to_rle
+
+__all__ = [
+    "FormatError",
+    "InstancePool",
+    "PoolEntry",
+    "append_row",
+    "assign_frequencies",
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "category_index",
+    "encode_png",
+    "frequency_of",
+    "frequency_thresholds",
+    "mask_bbox",
+    "mask_to_rle",
+    "merge_instance_pools",
+    "read_image",
+    "read_instance_pool",
+    "read_json",
+    "read_lvis",
+    "read_manifest",
+    "resolve_pool_paths",
+    "rle_area",
+    "rle_bbox",
+    "rle_to_mask",
+    "segmentation_to_rle",
+    "validate_lvis",
+    "write_instance_pool",
+    "write_json",
+    "write_lvis",
+    "write_manifest",
+    "write_png",
+]

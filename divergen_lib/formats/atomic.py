@@ -1,0 +1,105 @@
+"""Atomic writes: every file is written to a hidden temp file in its directory, then renamed into place.
+
+A reader therefore sees either the previous complete file or the new complete file, never a partial one,
+even if the writer is killed mid-write.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import FormatError
+
+TEMP_SUFFIX = ".tmp"
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temp file beside ``path`` for writing; on success fsync and rename it to ``path``.
+
+    On an exception the temp file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    binary = "b" in mode
+    try:
+        with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+
+
+def dumps_json(obj: Any, indent: int | None = None) -> str:
+    """Serialise deterministically (key order as given, no NaN) so equal inputs give equal bytes."""
+    return json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def write_json(obj: Any, path: str | os.PathLike, indent: int | None = None) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically."""
+    atomic_write_text(path, dumps_json(obj, indent))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; a missing or malformed file raises :class:`FormatError` naming it."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise FormatError(f"{path}: file not found") from None
+    except json.JSONDecodeError as err:
+        raise FormatError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """Encode a uint8 array (H×W, H×W×3 or H×W×4) as PNG bytes; the encoding is deterministic."""
+    if array.dtype != np.uint8 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ValueError(f"expected a uint8 H×W, H×W×3 or H×W×4 array, got {array.dtype} {array.shape}")
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_png(array: np.ndarray, path: str | os.PathLike) -> None:
+    """Write a uint8 image array as PNG atomically."""
+    atomic_write_bytes(path, encode_png(array))
+
+
+def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
+    """Read an image as a uint8 array in PIL ``mode`` (RGB, RGBA or L); a missing/corrupt file raises FormatError."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return np.asarray(img.convert(mode))
+    except FileNotFoundError:
+        raise FormatError(f"{path}: image not found") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise FormatError(f"{path}: unreadable image ({err})") from None

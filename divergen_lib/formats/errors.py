@@ -1,0 +1,5 @@
+"""The one exception type for malformed files, so callers can report a single clear line."""
+
+
+class FormatError(ValueError):
+    """A file (or in-memory document) does not follow the format it claims; the message names it."""

@@ -1,0 +1,63 @@
+"""Instance masks as COCO run-length encoding (RLE) through pycocotools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from .errors import FormatError
+
+
+def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
+    """Encode a boolean/0-1 H×W mask as compressed RLE with a JSON-ready ``counts`` string."""
+    if mask.ndim != 2:
+        raise ValueError(f"expected an H×W mask, got shape {mask.shape}")
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def _as_compressed(rle: dict[str, Any]) -> dict[str, Any]:
+    counts = rle["counts"]
+    if isinstance(counts, list):  # uncompressed RLE
+        h, w = rle["size"]
+        return mask_utils.frPyObjects(rle, h, w)
+    return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
+    """Decode compressed or uncompressed RLE to a boolean H×W mask."""
+    return mask_utils.decode(_as_compressed(rle)).astype(bool)
+
+
+def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
+    """Turn any COCO/LVIS segmentation (polygons, uncompressed or compressed RLE) into compressed RLE."""
+    if isinstance(segmentation, list):
+        if not segmentation or any(len(poly) < 6 or len(poly) % 2 for poly in segmentation):
+            raise FormatError("polygon segmentation needs lists of at least 3 (x, y) points")
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        rle = _as_compressed(segmentation)
+    else:
+        raise FormatError(f"unknown segmentation format: {type(segmentation).__name__}")
+    counts = rle["counts"]
+    return {"size": [int(v) for v in rle["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def rle_area(rle: dict[str, Any]) -> int:
+    """Number of foreground pixels."""
+    return int(mask_utils.area(_as_compressed(rle)))
+
+
+def rle_bbox(rle: dict[str, Any]) -> list[float]:
+    """Tight box ``[x, y, w, h]`` of the foreground (all zeros for an empty mask)."""
+    return [float(v) for v in mask_utils.toBbox(_as_compressed(rle))]
+
+
+def mask_bbox(mask: np.ndarray) -> list[float]:
+    """Tight box ``[x, y, w, h]`` of a boolean mask, in COCO's pixel-edge convention."""
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]

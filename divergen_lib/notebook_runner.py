@@ -1,0 +1,85 @@
+"""Run the numbered notebooks of a profile headlessly with papermill, stopping at the first failure."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
+
+
+class NotebookFailure(RuntimeError):
+    """A notebook raised; the message names the notebook, the failing cell and the executed copy."""
+
+
+@dataclass(frozen=True)
+class NotebookJob:
+    number: str
+    notebook: Path
+    params: Path
+    output: Path
+
+
+def plan(profile: str, only: str | None = None, start: str | None = None, root: Path = REPO_ROOT) -> list[NotebookJob]:
+    """The notebooks to run, in numeric order, each with its params file ``params/<profile>/<stem>.yaml``.
+
+    A notebook without a params file in the profile is not part of that profile.
+    """
+    params_dir = root / "params" / profile
+    if not params_dir.is_dir():
+        known = sorted(p.name for p in (root / "params").iterdir() if p.is_dir())
+        raise SystemExit(f"unknown profile {profile!r}: no folder params/{profile}/ (profiles: {', '.join(known)})")
+    jobs = []
+    for nb in sorted((root / "notebooks").glob("*.ipynb")):
+        match = NOTEBOOK_PATTERN.match(nb.name)
+        if not match:
+            continue
+        number = match.group(1)
+        if (only is not None and number != only.zfill(2)) or (start is not None and number < start.zfill(2)):
+            continue
+        params = params_dir / f"{nb.stem}.yaml"
+        if params.is_file():
+            jobs.append(NotebookJob(number, nb, params, root / "outputs" / profile / "notebooks" / nb.name))
+    if not jobs:
+        what = f"notebook {only}" if only else f"notebooks from {start}" if start else "notebooks"
+        raise SystemExit(f"no {what} with a params file in params/{profile}/")
+    return jobs
+
+
+def _describe_failure(job: NotebookJob, err: Exception, root: Path) -> str:
+    cell = getattr(err, "cell_index", None)
+    count = getattr(err, "exec_count", None)
+    where = f"cell {cell}" + (f" (execution count {count})" if count is not None else "") if cell is not None else "?"
+    what = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
+    return (
+        f"FAILED {job.notebook.relative_to(root)} at {where}: {what}\n"
+        f"  executed copy with the traceback: {job.output}"
+    )
+
+
+def run_notebooks(profile: str, only: str | None = None, start: str | None = None, root: Path = REPO_ROOT) -> None:
+    """Execute the planned notebooks in order, printing wall times; raise NotebookFailure on the first error."""
+    import papermill as pm
+
+    jobs = plan(profile, only, start, root)
+    total = time.perf_counter()
+    for job in jobs:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{profile}] {job.notebook.name} with {job.params.relative_to(root)} ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            pm.execute_notebook(
+                str(job.notebook),
+                str(job.output),
+                parameters={"params_file": str(job.params.relative_to(root)), "overrides": []},
+                cwd=str(root),
+                kernel_name="python3",
+                progress_bar=False,
+            )
+        except Exception as err:  # papermill wraps cell errors in PapermillExecutionError
+            raise NotebookFailure(_describe_failure(job, err, root)) from None
+        print(f"[{profile}] {job.notebook.name} done in {time.perf_counter() - t0:.1f} s -> {job.output}", flush=True)
+    print(f"[{profile}] {len(jobs)} notebook(s) in {time.perf_counter() - total:.1f} s", flush=True)

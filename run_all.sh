@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# DiverGen-repro: set up .venv (once), then run the numbered notebooks of a profile with papermill,
+# or the test suite.
+#
+#   ./run_all.sh                       all notebooks, demo profile (offline toy world, CPU)
+#   ./run_all.sh --profile paper       the paper's settings (LVIS v1, real weights, GPUs)
+#   ./run_all.sh --only 02             one notebook        ./run_all.sh --from 03   that one and later
+#   ./run_all.sh --setup-only          only create/update .venv
+#   ./run_all.sh --test [PYTEST ARGS]  the test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+profile=demo
+runner_args=()
+mode=notebooks
+test_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --profile) profile="${2:?--profile needs a name}"; shift 2 ;;
+    --only) runner_args+=(--only "${2:?--only needs a notebook number}"); shift 2 ;;
+    --from) runner_args+=(--from "${2:?--from needs a notebook number}"); shift 2 ;;
+    --setup-only) mode=setup; shift ;;
+    --test) mode=test; shift; test_args=("$@"); break ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run_all.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+VENV=.venv
+STAMP="$VENV/.divergen-installed"
+
+find_python() {
+  for py in python3.11 python3 python; do
+    if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      echo "$py"; return
+    fi
+  done
+  echo "run_all.sh: Python >= 3.11 is needed (python3.11 not found)" >&2
+  exit 1
+}
+
+setup() {
+  local want
+  want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+  if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
+    echo "[setup] $VENV is up to date"
+    return
+  fi
+  local t0=$SECONDS
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "[setup] creating $VENV"
+    "$(find_python)" -m venv "$VENV"
+  fi
+  echo "[setup] installing dependencies from pyproject.toml (a few minutes the first time)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+  # packages whose declared requirements would break the environment (see pyproject [tool.divergen-repro])
+  mapfile -t nodeps < <("$VENV/bin/python" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["divergen-repro"]["install-no-deps"]))')
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "${nodeps[@]}"
+  "$VENV/bin/python" -c 'import torch, torchvision, cv2, lvis, papermill, divergen_lib' \
+    || { echo "[setup] the environment does not import; see the messages above" >&2; exit 1; }
+  echo "$want" > "$STAMP"
+  echo "[setup] done in $((SECONDS - t0)) s"
+}
+
+setup
+case "$mode" in
+  setup) exit 0 ;;
+  test) exec "$VENV/bin/python" -m pytest "${test_args[@]}" ;;
+  notebooks) exec "$VENV/bin/python" -m divergen_lib notebooks --profile "$profile" "${runner_args[@]}" ;;
+esac
