@@ -31,8 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     for name in STAGES:
         stage = sub.add_parser(name, help=f"run the {name} stage")
         stage.add_argument("--params", required=True, help="params YAML, e.g. params/demo/00_toyworld.yaml")
-        stage.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                           help="override a parameter, e.g. --set toyworld.n_train_images=100 (repeatable)")  # fmt: skip
+        stage.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a parameter, e.g. --set toyworld.n_train_images=100 (repeatable)",
+        )
     nbs = sub.add_parser("notebooks", help="run the numbered notebooks of a profile with papermill")
     nbs.add_argument("--profile", default="demo")
     group = nbs.add_mutually_exclusive_group()
@@ -40,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--from", dest="start", metavar="NN", help="run notebooks NN and later")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
 
     try:
         if args.command == "notebooks":

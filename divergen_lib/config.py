@@ -123,7 +123,7 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
         if hint_origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
                 fail(f"a list of {len(args)} values")
-            return tuple(_coerce(v, a, f"{key}[{i}]", origin) for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(_coerce(v, a, f"{key}[{i}]", origin) for i, (v, a) in enumerate(zip(value, args, strict=True)))
         items = [_coerce(v, args[0], f"{key}[{i}]", origin) for i, v in enumerate(value)]
         return tuple(items) if hint_origin is tuple else items
     if hint_origin is dict:

@@ -112,7 +112,7 @@ def resumable_map(
     ids = [id_of(item) for item in items]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{name}: work item ids are not unique")
-    mine = shard(list(zip(ids, items)), info.rank, info.world_size)
+    mine = shard(list(zip(ids, items, strict=True)), info.rank, info.world_size)
     done = completed_rows(out_dir, name)
     todo = [(i, item) for i, item in mine if i not in done]
     own_shard = shard_path(out_dir, name, info.rank, info.world_size)

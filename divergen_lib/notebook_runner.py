@@ -55,8 +55,7 @@ def _describe_failure(job: NotebookJob, err: Exception, root: Path) -> str:
     where = f"cell {cell}" + (f" (execution count {count})" if count is not None else "") if cell is not None else "?"
     what = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
     return (
-        f"FAILED {job.notebook.relative_to(root)} at {where}: {what}\n"
-        f"  executed copy with the traceback: {job.output}"
+        f"FAILED {job.notebook.relative_to(root)} at {where}: {what}\n  executed copy with the traceback: {job.output}"
     )
 
 

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .formats import read_image, segmentation_to_rle, rle_to_mask  # noqa: E402
+from .formats import read_image, rle_to_mask, segmentation_to_rle  # noqa: E402
 
 FREQUENCY_COLOURS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}
 FREQUENCY_NAMES = {"r": "rare", "c": "common", "f": "frequent"}
@@ -25,7 +25,7 @@ def overlay_instances(image: np.ndarray, masks: Sequence[np.ndarray], alpha: flo
     out = image.astype(np.float64).copy()
     palette = sns.color_palette("husl", max(len(masks), 1))
     order = np.random.default_rng(seed).permutation(len(masks))
-    for k, mask in zip(order, masks):
+    for k, mask in zip(order, masks, strict=True):
         colour = np.array(palette[k]) * 255
         out[mask] = (1 - alpha) * out[mask] + alpha * colour
         edge = mask & ~(np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1))
@@ -39,8 +39,9 @@ def annotation_masks(dataset: dict[str, Any], image: dict[str, Any]) -> list[tup
     return [(a, rle_to_mask(segmentation_to_rle(a["segmentation"], image["height"], image["width"]))) for a in anns]
 
 
-def plot_examples(dataset: dict[str, Any], image_root: str | os.PathLike, n: int = 8, seed: int = 0,
-                  title: str = "") -> plt.Figure:  # fmt: skip
+def plot_examples(
+    dataset: dict[str, Any], image_root: str | os.PathLike, n: int = 8, seed: int = 0, title: str = ""
+) -> plt.Figure:
     """Grid of ``n`` random images (top) and the same with instance masks and category names (bottom)."""
     names = {c["id"]: c["name"] for c in dataset["categories"]}
     rng = np.random.default_rng(seed)
@@ -63,8 +64,9 @@ def plot_examples(dataset: dict[str, Any], image_root: str | os.PathLike, n: int
     return fig
 
 
-def plot_category_frequency(categories: list[dict[str, Any]], thresholds: tuple[int, int] | None = None,
-                            title: str = "") -> plt.Figure:  # fmt: skip
+def plot_category_frequency(
+    categories: list[dict[str, Any]], thresholds: tuple[int, int] | None = None, title: str = ""
+) -> plt.Figure:
     """Training image count per category, sorted, coloured by LVIS frequency group (log scale)."""
     cats = sorted(categories, key=lambda c: -c["image_count"])
     fig, ax = plt.subplots(figsize=(max(6.0, 0.2 * len(cats)), 3.6))
@@ -83,8 +85,9 @@ def plot_category_frequency(categories: list[dict[str, Any]], thresholds: tuple[
     return fig
 
 
-def instance_crops(dataset: dict[str, Any], image_root: str | os.PathLike, category_id: int, n: int,
-                   pad: int = 2) -> list[np.ndarray]:  # fmt: skip
+def instance_crops(
+    dataset: dict[str, Any], image_root: str | os.PathLike, category_id: int, n: int, pad: int = 2
+) -> list[np.ndarray]:
     """Up to ``n`` tight crops (background greyed) of instances of one category."""
     images = {i["id"]: i for i in dataset["images"]}
     crops = []
@@ -119,8 +122,9 @@ def plot_crop_rows(rows: dict[str, list[np.ndarray]], title: str = "") -> plt.Fi
 
 
 def save_figure(fig: plt.Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a figure as PNG (folders created) and return its path."""
+    """Save a figure as PNG (folders created), close it, and return its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
     return path

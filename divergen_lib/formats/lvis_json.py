@@ -140,4 +140,3 @@ def write_lvis(data: dict[str, Any], path: str | os.PathLike, validate: bool = T
 def category_index(categories: list[dict[str, Any]]) -> dict[int, int]:
     """Map 1-based category ids to 0-based contiguous indices in id order (the pool and classifier order)."""
     return {cid: i for i, cid in enumerate(sorted(c["id"] for c in categories))}
-

@@ -42,7 +42,10 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
     else:
         raise FormatError(f"unknown segmentation format: {type(segmentation).__name__}")
     counts = rle["counts"]
-    return {"size": [int(v) for v in rle["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    return {
+        "size": [int(v) for v in rle["size"]],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
 
 
 def rle_area(rle: dict[str, Any]) -> int:

@@ -118,8 +118,10 @@ def _compose(
                 continue
             # the new object occludes earlier ones; keep it only if nobody becomes (nearly) invisible
             visible = [(c, m & ~mask) for c, m in objects]
-            if all(v.sum() >= max(MIN_VISIBLE_PIXELS, cfg.min_visible_fraction * m.sum())
-                   for (_, v), (_, m) in zip(visible, objects)):  # fmt: skip
+            if all(
+                v.sum() >= max(MIN_VISIBLE_PIXELS, cfg.min_visible_fraction * m.sum())
+                for (_, v), (_, m) in zip(visible, objects, strict=True)
+            ):
                 objects = [*visible, (cat, mask)]
                 image = np.where(mask[..., None], rgb + rng.normal(0, 3, rgb.shape), image)
                 break
@@ -127,9 +129,14 @@ def _compose(
 
 
 def _split_dataset(
-    split: str, cfg: ToyWorldConfig, seed: int, specs: list[CategorySpec], contents: list[list[int]],
-    narrow: set[int], root: Path,
-) -> dict[str, Any]:  # fmt: skip
+    split: str,
+    cfg: ToyWorldConfig,
+    seed: int,
+    specs: list[CategorySpec],
+    contents: list[list[int]],
+    narrow: set[int],
+    root: Path,
+) -> dict[str, Any]:
     """Render and annotate every image of one split."""
     split_code = SPLITS.index(split)
     images, annotations = [], []
@@ -142,8 +149,15 @@ def _split_dataset(
         write_png(pixels, root / file_name)
         anns = []
         for cat, mask in objects:
-            anns.append({"image_id": image_id, "category_id": specs[cat].id, "segmentation": mask_to_rle(mask),
-                         "area": int(mask.sum()), "bbox": mask_bbox(mask)})  # fmt: skip
+            anns.append(
+                {
+                    "image_id": image_id,
+                    "category_id": specs[cat].id,
+                    "segmentation": mask_to_rle(mask),
+                    "area": int(mask.sum()),
+                    "bbox": mask_bbox(mask),
+                }
+            )
         present = sorted({a["category_id"] for a in anns})
         not_exhaustive = []
         for cid in present:  # LVIS marks categories whose instances were not all annotated
@@ -154,9 +168,17 @@ def _split_dataset(
         absent = [c for c in all_cat_ids if c not in present]
         n_neg = min(cfg.neg_categories_per_image, len(absent))
         negatives = sorted(int(c) for c in rng.choice(absent, size=n_neg, replace=False)) if n_neg else []
-        images.append({"id": image_id, "file_name": file_name, "coco_url": file_name, "width": cfg.image_size,
-                       "height": cfg.image_size, "neg_category_ids": negatives,
-                       "not_exhaustive_category_ids": not_exhaustive})  # fmt: skip
+        images.append(
+            {
+                "id": image_id,
+                "file_name": file_name,
+                "coco_url": file_name,
+                "width": cfg.image_size,
+                "height": cfg.image_size,
+                "neg_category_ids": negatives,
+                "not_exhaustive_category_ids": not_exhaustive,
+            }
+        )
         annotations += anns
     for ann_id, ann in enumerate(annotations, start=split_code * 10_000_000 + 1):
         ann["id"] = ann_id
@@ -212,7 +234,7 @@ def build_toyworld(cfg: ToyWorldConfig, root: str | Path, seed: int = 0) -> ToyW
 
     train = assign_frequencies(_split_dataset("train", cfg, seed, specs, train_contents, narrow, root), thresholds)
     val = _split_dataset("val", cfg, seed, specs, val_contents, set(), root)
-    for cat_val, cat_train in zip(val["categories"], train["categories"]):
+    for cat_val, cat_train in zip(val["categories"], train["categories"], strict=True):
         cat_val.update({k: cat_train[k] for k in ("image_count", "instance_count", "frequency")})
     write_lvis(train, root / "train.json")
     write_lvis(val, root / "val.json")

@@ -14,9 +14,21 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 SHAPES = (
-    "disk", "ring", "crescent", "heart", "square", "diamond", "triangle",
-    "pentagon", "hexagon", "star", "cross", "arrow", "trapezoid", "capsule",
-)  # fmt: skip
+    "disk",
+    "ring",
+    "crescent",
+    "heart",
+    "square",
+    "diamond",
+    "triangle",
+    "pentagon",
+    "hexagon",
+    "star",
+    "cross",
+    "arrow",
+    "trapezoid",
+    "capsule",
+)
 PATTERNS = ("plain", "striped", "dotted", "checkered")
 N_KINDS = len(SHAPES) * len(PATTERNS)
 ATTRIBUTES = ("hue", "saturation", "value", "size", "aspect", "rotation", "pattern_scale")

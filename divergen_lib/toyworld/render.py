@@ -105,7 +105,15 @@ def render_background(rng: np.random.Generator, canvas: int, strokes: int) -> np
         else:
             c, axes = rng.integers(0, canvas, 2), rng.integers(4, max(5, canvas // 6), 2)
             overlay = img.copy()
-            cv2.ellipse(overlay, (int(c[0]), int(c[1])), (int(axes[0]), int(axes[1])), float(rng.uniform(0, 180)),
-                        0, 360, colour, -1)  # fmt: skip
+            cv2.ellipse(
+                overlay,
+                (int(c[0]), int(c[1])),
+                (int(axes[0]), int(axes[1])),
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                colour,
+                -1,
+            )
             img = cv2.addWeighted(overlay, 0.35, img, 0.65, 0)
     return img

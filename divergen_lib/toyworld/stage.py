@@ -53,11 +53,13 @@ def summarize(world: ToyWorld) -> list[dict]:
     for group, label in (("r", "rare"), ("c", "common"), ("f", "frequent")):
         cats = [c for c in train["categories"] if c["frequency"] == group]
         counts = [c["image_count"] for c in cats] or [0]
-        rows.append({
-            "group": label,
-            "categories": len(cats),
-            "train images per category": f"{min(counts)}-{max(counts)}",
-            "train instances": sum(c["instance_count"] for c in cats),
-            "val instances": sum(val_instances.get(c["id"], 0) for c in cats),
-        })  # fmt: skip
+        rows.append(
+            {
+                "group": label,
+                "categories": len(cats),
+                "train images per category": f"{min(counts)}-{max(counts)}",
+                "train instances": sum(c["instance_count"] for c in cats),
+                "val instances": sum(val_instances.get(c["id"], 0) for c in cats),
+            }
+        )
     return rows

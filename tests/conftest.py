@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from divergen_lib.config import load_config
+from divergen_lib.toyworld import build_toyworld
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SMOKE_PARAMS = REPO_ROOT / "params" / "smoke" / "00_toyworld.yaml"
+
+
+@pytest.fixture(scope="session")
+def smoke_config():
+    return load_config(SMOKE_PARAMS)
+
+
+@pytest.fixture(scope="session")
+def smoke_world(tmp_path_factory, smoke_config):
+    """The smoke-profile toy world, built once per test session."""
+    root = tmp_path_factory.mktemp("toyworld")
+    return build_toyworld(smoke_config.section("toyworld"), root, seed=smoke_config.common.seed)

@@ -1,0 +1,128 @@
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from divergen_lib.config import SECTIONS, ConfigError, InputPath, load_config, register_section
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_loads_typed_sections_and_common_yaml(tmp_path):
+    write(tmp_path / "common.yaml", "profile: x\noutput_dir: out/x\nseed: 3\n")
+    params = write(
+        tmp_path / "00_toyworld.yaml", "toyworld:\n  n_train_images: 50\n  frequency_split: [0.2, 0.5, 0.3]\n"
+    )
+    cfg = load_config(params)
+    assert cfg.common.seed == 3 and cfg.common.output_dir == Path("out/x")
+    world = cfg.section("toyworld")
+    assert world.n_train_images == 50 and world.frequency_split == (0.2, 0.5, 0.3)
+    assert cfg.stage_dir("toyworld") == Path("out/x/toyworld")
+
+
+def test_stage_file_overrides_common_and_set_overrides_both(tmp_path):
+    write(tmp_path / "common.yaml", "seed: 1\ntoyworld:\n  n_val_images: 7\n")
+    params = write(tmp_path / "a.yaml", "seed: 2\ntoyworld:\n  n_train_images: 30\n")
+    cfg = load_config(params, ["seed=5", "toyworld.image_size=64"])
+    section = cfg.section("toyworld")
+    assert cfg.common.seed == 5
+    assert (section.n_val_images, section.n_train_images, section.image_size) == (7, 30, 64)
+
+
+def test_unknown_top_level_key_names_file_and_key(tmp_path):
+    params = write(tmp_path / "a.yaml", "sed: 1\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml: unknown key 'sed'"):
+        load_config(params)
+
+
+def test_unknown_section_key_names_file_and_dotted_key(tmp_path):
+    params = write(tmp_path / "a.yaml", "toyworld:\n  n_imgs: 3\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml: unknown key 'toyworld\.n_imgs'"):
+        load_config(params)
+
+
+def test_wrong_type_names_file_key_and_value(tmp_path):
+    params = write(tmp_path / "a.yaml", "toyworld:\n  n_train_images: many\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml: toyworld\.n_train_images: expected an integer, got 'many'"):
+        load_config(params)
+
+
+def test_bool_is_not_accepted_as_integer(tmp_path):
+    params = write(tmp_path / "a.yaml", "seed: true\n")
+    with pytest.raises(ConfigError, match="seed: expected an integer"):
+        load_config(params)
+
+
+def test_error_from_common_yaml_names_common_yaml(tmp_path):
+    write(tmp_path / "common.yaml", "device: gpu\n")
+    params = write(tmp_path / "a.yaml", "seed: 1\n")
+    with pytest.raises(ConfigError, match=r"common\.yaml: device: expected one of 'cpu', 'cuda', 'auto'"):
+        load_config(params)
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found: .*nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_malformed_yaml_is_one_line(tmp_path):
+    params = write(tmp_path / "a.yaml", "toyworld: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml: not valid YAML") as info:
+        load_config(params)
+    assert "\n" not in str(info.value)
+
+
+def test_invalid_value_rejected_by_section_check(tmp_path):
+    params = write(tmp_path / "a.yaml", "toyworld:\n  frequency_split: [0.5, 0.5, 0.5]\n")
+    with pytest.raises(ConfigError, match="frequency_split must be three positive fractions"):
+        load_config(params)
+
+
+def test_bad_override_syntax(tmp_path):
+    params = write(tmp_path / "a.yaml", "")
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(params, ["seed"])
+    with pytest.raises(ConfigError, match=r"--set toyworld\.n_train_images=x: toyworld\.n_train_images"):
+        load_config(params, ["toyworld.n_train_images=x"])
+
+
+@dataclass(frozen=True)
+class _NeedsFile:
+    annotations: InputPath
+    note: str = ""
+
+
+@pytest.fixture
+def needs_file_section():
+    register_section("needs_file", _NeedsFile)
+    yield
+    SECTIONS.pop("needs_file")
+
+
+def test_missing_required_path_names_file_key_and_path(tmp_path, needs_file_section):
+    params = write(tmp_path / "a.yaml", "needs_file:\n  annotations: $HOME/definitely/missing.json\n")
+    with pytest.raises(
+        ConfigError, match=r"a\.yaml: needs_file\.annotations: file or folder not found: .*missing\.json"
+    ):
+        load_config(params)
+    write(tmp_path / "there.json", "{}")
+    ok = write(tmp_path / "b.yaml", f"needs_file:\n  annotations: {tmp_path / 'there.json'}\n")
+    assert load_config(ok).section("needs_file").annotations == tmp_path / "there.json"
+
+
+def test_required_key_without_default(tmp_path, needs_file_section):
+    params = write(tmp_path / "a.yaml", "needs_file:\n  note: hi\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml: missing required key 'needs_file\.annotations'"):
+        load_config(params)
+
+
+def test_every_shipped_params_file_loads():
+    root = Path(__file__).resolve().parent.parent / "params"
+    files = [p for p in root.glob("*/*.yaml") if p.name != "common.yaml"]
+    assert files
+    for path in files:
+        load_config(path)

@@ -1,0 +1,112 @@
+import pytest
+
+from divergen_lib.distributed import DistInfo, dist_info, merge_shards, resumable_map, shard
+from divergen_lib.formats import read_manifest
+
+IDS = [f"item{i:02d}" for i in range(23)]
+
+
+def square(item: str) -> dict:
+    n = int(item[4:])
+    return {"status": "ok", "value": n * n}
+
+
+def test_two_ranks_cover_every_id_exactly_once():
+    parts = [shard(IDS, r, 2) for r in range(2)]
+    assert sorted(parts[0] + parts[1]) == sorted(IDS)
+    assert not set(parts[0]) & set(parts[1])
+    assert parts[0] == IDS[0::2]
+
+
+def test_dist_info_reads_torchrun_environment(monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert dist_info() == DistInfo(1, 4, 1)
+    monkeypatch.setenv("RANK", "4")
+    with pytest.raises(RuntimeError, match="outside WORLD_SIZE"):
+        dist_info()
+
+
+def test_single_process_without_torchrun(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(var, raising=False)
+    assert dist_info() == DistInfo(0, 1, 0)
+
+
+class Stop(BaseException):
+    """Simulates an interruption (not an item error)."""
+
+
+def test_resume_after_interruption_does_exactly_the_rest(tmp_path):
+    reference = resumable_map(IDS, square, tmp_path / "ref", "squares", info=DistInfo())
+    calls: list[str] = []
+
+    def stops_after_7(item):
+        if len(calls) == 7:
+            raise Stop
+        calls.append(item)
+        return square(item)
+
+    with pytest.raises(Stop):
+        resumable_map(IDS, stops_after_7, tmp_path / "run", "squares", info=DistInfo())
+    assert calls == IDS[:7]
+    assert not (tmp_path / "run" / "squares.jsonl").exists()
+
+    rerun_calls: list[str] = []
+    rows = resumable_map(
+        IDS, lambda i: rerun_calls.append(i) or square(i), tmp_path / "run", "squares", info=DistInfo()
+    )
+    assert rerun_calls == IDS[7:]
+    assert rows == reference
+    assert (tmp_path / "run" / "squares.jsonl").read_bytes() == (tmp_path / "ref" / "squares.jsonl").read_bytes()
+
+
+def test_two_rank_run_merges_to_the_single_process_manifest(tmp_path):
+    single = resumable_map(IDS, square, tmp_path / "one", "squares", info=DistInfo())
+    assert resumable_map(IDS, square, tmp_path / "two", "squares", info=DistInfo(1, 2, 1)) is None
+    merged = resumable_map(IDS, square, tmp_path / "two", "squares", info=DistInfo(0, 2, 0))
+    assert merged == single
+    assert (tmp_path / "two" / "squares.jsonl").read_bytes() == (tmp_path / "one" / "squares.jsonl").read_bytes()
+
+
+def test_resume_with_a_different_world_size(tmp_path):
+    resumable_map(IDS, square, tmp_path, "squares", info=DistInfo(1, 2, 1))  # half done by a 2-rank job
+    calls: list[str] = []
+    rows = resumable_map(IDS, lambda i: calls.append(i) or square(i), tmp_path, "squares", info=DistInfo())
+    assert calls == IDS[0::2]
+    assert [r["id"] for r in rows] == IDS
+
+
+def test_merge_refuses_while_a_rank_is_unfinished(tmp_path):
+    resumable_map(IDS, square, tmp_path, "squares", info=DistInfo(1, 2, 1))
+    with pytest.raises(RuntimeError, match="12 ids have no result yet"):
+        merge_shards(tmp_path, "squares", IDS)
+
+
+def test_item_errors_are_recorded_and_do_not_stop_the_map(tmp_path):
+    def fragile(item):
+        if item == "item03":
+            raise ValueError("corrupt input")
+        return square(item)
+
+    rows = resumable_map(IDS, fragile, tmp_path, "squares", info=DistInfo())
+    bad = [r for r in rows if r.get("status") == "error"]
+    assert bad == [{"id": "item03", "status": "error", "reason": "ValueError: corrupt input"}]
+    assert len(rows) == len(IDS)
+
+
+def test_torn_shard_line_is_redone(tmp_path):
+    resumable_map(IDS, square, tmp_path, "squares", info=DistInfo())
+    shard_file = next((tmp_path / "shards").glob("squares.rank*.jsonl"))
+    text = shard_file.read_text()
+    shard_file.write_text(text[: text.rindex('{"id"') + 12])  # last row cut mid-line, as by a kill
+    calls: list[str] = []
+    rows = resumable_map(IDS, lambda i: calls.append(i) or square(i), tmp_path, "squares", info=DistInfo())
+    assert calls == IDS[-1:]
+    assert len(read_manifest(shard_file)) == len(IDS) and len(rows) == len(IDS)
+
+
+def test_duplicate_ids_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="not unique"):
+        resumable_map(["a", "a"], square, tmp_path, "x", info=DistInfo())

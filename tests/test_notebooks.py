@@ -1,0 +1,74 @@
+"""Notebooks executed headlessly through the same runner as run_all.sh."""
+
+import json
+import shutil
+import subprocess
+
+import nbformat
+import pytest
+
+from divergen_lib.notebook_runner import NotebookFailure, plan, run_notebooks
+
+from .conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def sandbox(tmp_path):
+    """A copy of notebooks/ and params/ whose outputs land in tmp_path."""
+    for folder in ("notebooks", "params"):
+        shutil.copytree(REPO_ROOT / folder, tmp_path / folder)
+    return tmp_path
+
+
+def test_plan_orders_notebooks_and_honours_only_and_from(tmp_path):
+    root = sandbox(tmp_path)
+    for name in ("02_b", "01_a"):
+        shutil.copy(root / "notebooks" / "00_toyworld.ipynb", root / "notebooks" / f"{name}.ipynb")
+        (root / "params" / "smoke" / f"{name}.yaml").write_text("")
+    assert [j.number for j in plan("smoke", root=root)] == ["00", "01", "02"]
+    assert [j.number for j in plan("smoke", only="1", root=root)] == ["01"]
+    assert [j.number for j in plan("smoke", start="01", root=root)] == ["01", "02"]
+    with pytest.raises(SystemExit, match="no notebooks with a params file in params/paper/"):
+        plan("paper", root=root)  # the toy-world notebook is not part of the paper profile
+    with pytest.raises(SystemExit, match="unknown profile 'nope'"):
+        plan("nope", root=root)
+
+
+def test_toyworld_notebook_runs_on_smoke_profile(tmp_path):
+    root = sandbox(tmp_path)
+    run_notebooks("smoke", only="00", root=root)
+    executed = nbformat.read(root / "outputs/smoke/notebooks/00_toyworld.ipynb", as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "params/smoke/00_toyworld.yaml" in injected[0].source
+    images = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) == 3
+    assert (root / "outputs/smoke/toyworld/train.json").exists()
+
+
+def test_failure_names_notebook_cell_and_executed_copy(tmp_path):
+    root = tmp_path
+    (root / "params" / "smoke").mkdir(parents=True)
+    (root / "params" / "smoke" / "01_broken.yaml").write_text("")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("params_file = ''\noverrides = []", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("raise ValueError('boom')"),
+    ]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (root / "notebooks").mkdir()
+    nbformat.write(nb, root / "notebooks" / "01_broken.ipynb")
+    with pytest.raises(NotebookFailure) as info:
+        run_notebooks("smoke", root=root)
+    message = str(info.value)
+    executed = root / "outputs/smoke/notebooks/01_broken.ipynb"
+    assert "notebooks/01_broken.ipynb" in message and "ValueError: boom" in message
+    assert "cell 3" in message  # 0-based index after papermill's injected-parameters cell
+    assert str(executed) in message and executed.exists()
+    assert json.loads(executed.read_text())["cells"]
+
+
+def test_run_all_rejects_unknown_options():
+    done = subprocess.run([str(REPO_ROOT / "run_all.sh"), "--bogus"], capture_output=True, text=True)
+    assert done.returncode == 2 and "unknown option '--bogus'" in done.stderr
