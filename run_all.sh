@@ -39,6 +39,21 @@ find_python() {
   exit 1
 }
 
+# WordNet 3.0 (category diversity reads it offline through NLTK) comes from Debian's packages.
+ensure_wordnet() {
+  [ -f /usr/share/wordnet/data.noun ] && [ -f /usr/share/wordnet/index.sense ] && return
+  local pkgs=(wordnet-base wordnet-sense-index) sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo -n)
+  if command -v apt-get >/dev/null 2>&1 && { [ ${#sudo[@]} = 0 ] || sudo -n true 2>/dev/null; }; then
+    echo "[setup] installing WordNet 3.0 (${pkgs[*]})"
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null 2>&1 \
+      || { "${sudo[@]}" apt-get update -q >/dev/null 2>&1 && "${sudo[@]}" apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null; } \
+      || echo "[setup] warning: could not install ${pkgs[*]}; category diversity will need them (or downloads allowed)" >&2
+  else
+    echo "[setup] note: WordNet not found; install ${pkgs[*]} (Debian/Ubuntu) for category diversity offline" >&2
+  fi
+}
+
 setup() {
   local want
   want=$(cat pyproject.toml | sha256sum | cut -c1-16)
@@ -62,6 +77,7 @@ setup() {
   echo "[setup] done in $((SECONDS - t0)) s"
 }
 
+ensure_wordnet
 setup
 case "$mode" in
   setup) exit 0 ;;

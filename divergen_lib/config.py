@@ -255,3 +255,13 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
         sections[key] = _build(section_class(key), value, key, origins, origin)
     common = _build(CommonConfig, common_values, "", origins, path)
     return Config(path=path, common=common, sections=sections)
+
+
+def parse_options(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Validate a free-form mapping (e.g. a backend's ``options``) into dataclass ``cls``.
+
+    Errors are one line starting with ``where`` (e.g. ``"model sd15 options"``) and naming the key.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {values!r}")
+    return _build(cls, values, "", {}, where)
