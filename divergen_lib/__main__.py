@@ -11,12 +11,13 @@ import importlib
 import logging
 import sys
 
-from .config import ConfigError, load_config
-from .formats import FormatError
+from .config import load_config
+from .errors import InputError
 
 # stage name -> "module:function(config)", imported only when chosen
 STAGES = {
     "toyworld": "divergen_lib.toyworld.stage:run",
+    "generate": "divergen_lib.generation.stage:run",
 }
 
 
@@ -62,9 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         config = load_config(args.params, args.overrides)
         result = _stage_function(args.command)(config)
-        print(f"{args.command}: done -> {getattr(result, 'root', result)}")
+        where = getattr(result, "root", None) or getattr(result, "out_dir", None) or config.common.output_dir
+        print(f"{args.command}: done -> {where}")
         return 0
-    except (ConfigError, FormatError) as err:
+    except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -19,10 +19,12 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 
+from .errors import InputError
+
 COMMON_FILE = "common.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A params file is malformed; the message names the file and key."""
 
 
@@ -47,6 +49,7 @@ class CommonConfig:
 # Stage sections: name -> "module:Class", imported lazily so loading params never imports torch.
 SECTIONS: dict[str, str | type] = {
     "toyworld": "divergen_lib.toyworld.config:ToyWorldConfig",
+    "generation": "divergen_lib.generation.stage:GenerationConfig",
 }
 
 

@@ -57,6 +57,30 @@ def shard(ids: Sequence[Any], rank: int | None = None, world_size: int | None = 
     return list(ids[rank::world_size])
 
 
+def resolve_device(device: str, info: DistInfo | None = None) -> str:
+    """``auto`` -> this rank's GPU when CUDA is available, else ``cpu``; ``cuda`` -> ``cuda:<local rank>``."""
+    import torch
+
+    info = info or dist_info()
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is available (use device: auto or cpu)")
+        return f"cuda:{info.local_rank}"
+    return device
+
+
+def init_process_group(info: DistInfo | None = None) -> None:
+    """Join torchrun's process group (NCCL on GPUs, gloo otherwise) when several processes run."""
+    import torch
+    import torch.distributed as dist
+
+    info = info or dist_info()
+    if info.world_size > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
 def barrier() -> None:
     """Wait for every rank when a torch.distributed process group is up; a no-op otherwise."""
     try:
@@ -97,12 +121,16 @@ def resumable_map(
     info: DistInfo | None = None,
     record_errors: bool = True,
     desc: str | None = None,
+    batch_size: int | None = None,
 ) -> list[dict[str, Any]] | None:
     """Apply ``fn`` to this rank's share of ``items``, skipping ids already done, and merge the shards.
 
     ``fn(item)`` returns a JSON-ready row; it writes its own files (atomically) *before* returning, so a
     recorded row always means complete outputs. The row gets ``id`` = ``id_of(item)``. With
     ``record_errors`` an exception becomes a row ``{"id", "status": "error", "reason"}`` and the map goes on.
+
+    With ``batch_size``, ``fn`` takes a list of up to that many items and returns one row per item; a failing
+    batch is retried item by item so that only the culprit gets an error row.
 
     Returns the merged rows (in ``items`` order) on rank 0, written to ``<out_dir>/<name>.jsonl``;
     ``None`` on other ranks.
@@ -120,20 +148,39 @@ def resumable_map(
     _rewrite_without_torn_tail(own_shard)
     if mine:
         log.info("%s: rank %d has %d items, %d already done", name, info.rank, len(mine), len(mine) - len(todo))
+    call = fn if batch_size else lambda batch: [fn(batch[0])]
+    step = batch_size or 1
+    batches = [todo[k : k + step] for k in range(0, len(todo), step)]
     with open(own_shard, "a", encoding="utf-8") as fh:
-        for item_id, item in tqdm(todo, desc=desc or name, disable=not info.is_main or not todo, leave=False):
-            try:
-                row = {"id": item_id, **fn(item)}
-            except Exception as err:  # noqa: BLE001 - recorded per item by design
-                if not record_errors:
-                    raise
-                log.debug("%s: %s failed\n%s", name, item_id, traceback.format_exc())
-                row = {"id": item_id, "status": "error", "reason": f"{type(err).__name__}: {err}"}
-            append_row(fh, row)
+        progress = tqdm(total=len(todo), desc=desc or name, disable=not info.is_main or not todo, leave=False)
+        for batch in batches:
+            for item_id, row in zip([i for i, _ in batch], _run_batch(call, batch, name, record_errors), strict=True):
+                append_row(fh, {"id": item_id, **row})
+            progress.update(len(batch))
+        progress.close()
     barrier()
     if not info.is_main:
         return None
     return merge_shards(out_dir, name, ids)
+
+
+def _run_batch(
+    call: Callable[[list[Any]], list[dict[str, Any]]], batch: list[tuple[str, Any]], name: str, record_errors: bool
+) -> list[dict[str, Any]]:
+    """Rows of one batch; on failure retry one item at a time and turn each remaining failure into an error row."""
+    items = [item for _, item in batch]
+    try:
+        rows = call(items)
+        if len(rows) != len(items):
+            raise RuntimeError(f"{name}: {len(rows)} rows for a batch of {len(items)} items")
+        return rows
+    except Exception as err:  # noqa: BLE001 - recorded per item by design
+        if not record_errors:
+            raise
+        if len(batch) > 1:
+            return [_run_batch(call, [pair], name, record_errors)[0] for pair in batch]
+        log.debug("%s: %s failed\n%s", name, batch[0][0], traceback.format_exc())
+        return [{"status": "error", "reason": f"{type(err).__name__}: {err}"}]
 
 
 def merge_shards(out_dir: str | os.PathLike, name: str, ids: Sequence[str]) -> list[dict[str, Any]]:
