@@ -76,7 +76,7 @@ def display_name(name: str) -> str:
 
 def template_prompt(name: str, definition: str) -> str:
     """DiverGen's hand-made prompt: ``a photo of a single {name}, {def}, in a white background``."""
-    return TEMPLATE.format(name=display_name(name), definition=definition.strip().rstrip("."))
+    return TEMPLATE.format(name=display_name(name), definition=definition.strip())
 
 
 def load_prompt_folder(

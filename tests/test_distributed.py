@@ -110,3 +110,19 @@ def test_torn_shard_line_is_redone(tmp_path):
 def test_duplicate_ids_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not unique"):
         resumable_map(["a", "a"], square, tmp_path, "x", info=DistInfo())
+
+
+def test_batched_map_equals_item_map_and_isolates_a_failing_item(tmp_path):
+    single = resumable_map(IDS, square, tmp_path / "one", "squares", info=DistInfo())
+    sizes = []
+
+    def batched(items):
+        sizes.append(len(items))
+        if "item05" in items:
+            raise ValueError("bad item05")
+        return [square(i) for i in items]
+
+    rows = resumable_map(IDS, batched, tmp_path / "batched", "squares", info=DistInfo(), batch_size=4)
+    assert sizes[:2] == [4, 4]  # the batch holding item05 is then retried one item at a time
+    assert [r for r in rows if r["id"] != "item05"] == [r for r in single if r["id"] != "item05"]
+    assert rows[5] == {"id": "item05", "status": "error", "reason": "ValueError: bad item05"}

@@ -36,15 +36,17 @@ def test_plan_orders_notebooks_and_honours_only_and_from(tmp_path):
         plan("nope", root=root)
 
 
-def test_toyworld_notebook_runs_on_smoke_profile(tmp_path):
+def test_smoke_profile_runs_every_notebook_in_order(tmp_path):
     root = sandbox(tmp_path)
-    run_notebooks("smoke", only="00", root=root)
+    run_notebooks("smoke", root=root)
     executed = nbformat.read(root / "outputs/smoke/notebooks/00_toyworld.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert "params/smoke/00_toyworld.yaml" in injected[0].source
     images = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 3
     assert (root / "outputs/smoke/toyworld/train.json").exists()
+    assert (root / "outputs/smoke/generation/manifest.jsonl").exists()
+    assert (root / "outputs/smoke/figures/generation_samples.png").exists()
 
 
 def test_failure_names_notebook_cell_and_executed_copy(tmp_path):
