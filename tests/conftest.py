@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,9 @@ def smoke_world(tmp_path_factory, smoke_config):
     """The smoke-profile toy world, built once per test session."""
     root = tmp_path_factory.mktemp("toyworld")
     return build_toyworld(smoke_config.section("toyworld"), root, seed=smoke_config.common.seed)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m divergen_lib ARGS`` from the repository root, output captured."""
+    cmd = [sys.executable, "-m", "divergen_lib", *args]
+    return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)

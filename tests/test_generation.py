@@ -1,6 +1,4 @@
 import colorsys
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ from divergen_lib.generation import GenerationRequest, ModelConfig, build_genera
 from divergen_lib.generation import stage as generation
 from divergen_lib.prompts import attribute_prompts, template_prompt
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, run_cli
 
 SMOKE = REPO_ROOT / "params" / "smoke" / "02_generation.yaml"
 
@@ -181,20 +179,9 @@ def test_params_errors_name_the_key(smoke_world, tmp_path):
         )
 
 
-def test_cli_generate_reports_bad_input_in_one_line(smoke_world, tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "divergen_lib",
-        "generate",
-        "--params",
-        str(SMOKE),
-        "--set",
-        f"output_dir={tmp_path}",
-        "--set",
-        f"generation.categories.toyworld={tmp_path / 'missing'}",
-    ]
-    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+def test_cli_generate_reports_bad_input_in_one_line(tmp_path):
+    missing = f"generation.categories.toyworld={tmp_path / 'missing'}"
+    done = run_cli("generate", "--params", str(SMOKE), "--set", f"output_dir={tmp_path}", "--set", missing)
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
     assert "missing" in done.stderr
 

@@ -1,6 +1,4 @@
 import hashlib
-import subprocess
-import sys
 from collections import Counter
 from dataclasses import replace
 
@@ -12,7 +10,7 @@ from divergen_lib.formats import frequency_of, read_lvis, rle_area
 from divergen_lib.toyworld import build_toyworld
 from divergen_lib.toyworld.catalog import ATTRIBUTES, make_catalog
 
-from .conftest import REPO_ROOT, SMOKE_PARAMS
+from .conftest import SMOKE_PARAMS, run_cli
 
 
 def digest(root):
@@ -97,38 +95,15 @@ def test_extra_categories_continue_ids_and_are_absent_from_the_data(smoke_world)
 
 def test_cli_builds_world_and_figures(tmp_path):
     out = tmp_path / "out"
-    cmd = [
-        sys.executable,
-        "-m",
-        "divergen_lib",
-        "toyworld",
-        "--params",
-        str(SMOKE_PARAMS),
-        "--set",
-        f"output_dir={out}",
-        "--set",
-        "toyworld.n_train_images=40",
-        "--set",
-        "toyworld.n_val_images=10",
-    ]
-    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    sets = [f"output_dir={out}", "toyworld.n_train_images=40", "toyworld.n_val_images=10"]
+    done = run_cli("toyworld", "--params", str(SMOKE_PARAMS), *[x for s in sets for x in ("--set", s)])
     assert done.returncode == 0, done.stderr
     assert (out / "toyworld" / "train.json").exists()
     assert {p.name for p in (out / "figures").iterdir()} >= {"toyworld_examples.png", "toyworld_frequency.png"}
 
 
-def test_cli_bad_params_give_one_line_error(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "divergen_lib",
-        "toyworld",
-        "--params",
-        str(SMOKE_PARAMS),
-        "--set",
-        "toyworld.image_size=huge",
-    ]
-    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+def test_cli_bad_params_give_one_line_error():
+    done = run_cli("toyworld", "--params", str(SMOKE_PARAMS), "--set", "toyworld.image_size=huge")
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "toyworld.image_size: expected an integer" in done.stderr
