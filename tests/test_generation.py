@@ -192,3 +192,20 @@ def test_figures_are_written(smoke_world, tmp_path):
     assert all(p.stat().st_size > 1000 for p in paths.values())
     rows = read_manifest(tmp_path / "generation" / "manifest.jsonl")
     assert {r["prompt_source"] for r in rows} == {"template", "attributes"}
+
+
+REFERENCE = REPO_ROOT.parent / "shared" / "data" / "divergen_reference"
+
+
+@pytest.mark.skipif(not (REFERENCE / "lvis_v1_train_cat_info.json").exists(), reason="../shared reference data absent")
+def test_paper_categories_are_lvis_plus_divergens_250_imagenet_extras():
+    from divergen_lib.formats import read_json
+    from divergen_lib.wordnet import missing_wordnet_files
+
+    if missing_wordnet_files():
+        pytest.skip("Debian WordNet files absent (apt-get install wordnet-base wordnet-sense-index)")
+    selection = generation.CategorySelection(metadata=REFERENCE / "lvis_v1_train_cat_info.json", imagenet_extras=250)
+    categories = generation.resolve_categories(selection)
+    reference = read_json(REFERENCE / "ImageNet2012_filtered04_lvis_v1_train_cat_info_250.json")
+    assert [{k: v for k, v in c.items() if k != "extra"} for c in categories] == reference
+    assert [c["id"] for c in categories if c.get("extra")] == list(range(1204, 1454))

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..categories import Selection, merge_categories, read_category_metadata, select_imagenet_extras
 from ..config import Config, ConfigError
 from ..distributed import completed_rows, dist_info, init_process_group, resolve_device, resumable_map
 from ..formats import read_json, write_json, write_manifest, write_png
@@ -32,18 +33,23 @@ class CategorySelection:
     """Where the categories to generate come from (the ``generation.categories`` section).
 
     ``toyworld``: a built toy world — its categories, plus its extra kinds when ``include_extra``.
-    ``metadata``: an LVIS-schema category list (e.g. LVIS v1 + extra categories from category diversity).
-    ``ids`` restricts either to a subset.
+    ``metadata``: an LVIS json or category-info list of the target categories; ``imagenet_extras`` > 0 adds
+    that many ImageNet-1K classes whose WordNet path similarity to every target is at most ``extra_threshold``
+    (DiverGen: 250 at 0.4). ``ids`` restricts either to a subset.
     """
 
     toyworld: Path | None = None
     metadata: Path | None = None
     include_extra: bool = True
+    imagenet_extras: int = 0
+    extra_threshold: float = 0.4
     ids: list[int] | None = None
 
     def __post_init__(self) -> None:
         if (self.toyworld is None) == (self.metadata is None):
             raise ValueError("give exactly one of categories.toyworld and categories.metadata")
+        if self.imagenet_extras and self.toyworld is not None:
+            raise ValueError("imagenet_extras needs categories.metadata with WordNet synsets (not the toy world)")
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,14 @@ class GenerationRun:
         return self.out_dir / MANIFEST
 
 
+def select_extras(selection: CategorySelection) -> Selection | None:
+    """The WordNet category-diversity selection of ``imagenet_extras`` (None when not asked for)."""
+    if not selection.imagenet_extras or selection.metadata is None:
+        return None
+    targets = read_category_metadata(selection.metadata)
+    return select_imagenet_extras(targets, selection.extra_threshold, selection.imagenet_extras)
+
+
 def resolve_categories(selection: CategorySelection) -> list[dict[str, Any]]:
     """LVIS-schema categories to generate for, target categories first, then extras (``"extra": true``)."""
     if selection.toyworld is not None:
@@ -89,9 +103,12 @@ def resolve_categories(selection: CategorySelection) -> list[dict[str, Any]]:
         placeholder = {"image_count": world.thresholds[1], "instance_count": world.thresholds[1], "frequency": "c"}
         categories = [dict(c) for c in train] + [{**c, **placeholder, "extra": True} for c in extras]
     else:
-        categories = read_json(selection.metadata)
-        if not isinstance(categories, list) or not all(isinstance(c, dict) and "id" in c for c in categories):
-            raise ConfigError(f"{selection.metadata}: expected a JSON list of categories with ids")
+        targets = read_category_metadata(selection.metadata)
+        extras_selection = select_extras(selection)
+        categories = [dict(c) for c in targets]
+        if extras_selection is not None:
+            merged = merge_categories(targets, extras_selection)
+            categories += [{**c, "extra": True} for c in merged[len(targets) :]]
     if selection.ids is not None:
         known = {c["id"] for c in categories}
         unknown = sorted(set(selection.ids) - known)
