@@ -21,6 +21,7 @@ import numpy as np
 from nltk.corpus.reader import WordNetCorpusReader
 from nltk.corpus.reader.wordnet import Synset, WordNetError
 
+from .errors import InputError
 from .formats import FormatError, read_json, write_json
 from .wordnet import load_wordnet
 
@@ -112,7 +113,7 @@ def synset_of_wnid(wordnet: WordNetCorpusReader, wnid: str) -> Synset:
     try:
         return wordnet.synset_from_pos_and_offset(wnid[0], int(wnid[1:]))
     except (WordNetError, ValueError, IndexError):
-        raise ValueError(f"ImageNet wnid {wnid!r}: no such WordNet 3.0 synset") from None
+        raise InputError(f"ImageNet wnid {wnid!r}: no such WordNet 3.0 synset") from None
 
 
 def target_synsets(
@@ -127,17 +128,17 @@ def target_synsets(
     for pos, cat in enumerate(categories):
         name = cat.get("synset")
         if not name:
-            raise ValueError(f"category id {cat.get('id')}: no 'synset'")
+            raise InputError(f"category id {cat.get('id')}: no 'synset'")
         try:
             synset = wordnet.synset(name)
         except (WordNetError, ValueError):
             message = f"category id {cat.get('id')}: synset {name!r} not in WordNet {wordnet.get_version()}"
             if strict:
-                raise ValueError(message) from None
+                raise InputError(message) from None
             logger.warning("%s; category skipped", message)
             continue
         if synset.pos() != "n":
-            raise ValueError(f"category id {cat.get('id')}: synset {name!r} is not a noun")
+            raise InputError(f"category id {cat.get('id')}: synset {name!r} is not a noun")
         synsets[pos] = synset
     return synsets
 
@@ -173,7 +174,7 @@ def nearest_by_path_similarity(candidates: Sequence[Synset], targets: Sequence[S
     for synset in candidates:
         links = [(depth + nearest[h][0], nearest[h][1]) for h, depth in hypernym_depths(synset).items() if h in nearest]
         if not links:
-            raise ValueError(f"synset {synset.name()!r} shares no hypernym with any target synset")
+            raise InputError(f"synset {synset.name()!r} shares no hypernym with any target synset")
         distance, t = min(links)
         result.append((1.0 / (1 + distance), t))
     return result
@@ -197,7 +198,7 @@ def select_imagenet_extras(
     classes = list(classes if classes is not None else imagenet_classes())
     targets = target_synsets(target_categories, wordnet, strict)
     if not targets:
-        raise ValueError("select_imagenet_extras: no target category has a WordNet synset")
+        raise InputError("select_imagenet_extras: no target category has a WordNet synset")
     positions, target_list = list(targets), list(targets.values())
     synsets = [synset_of_wnid(wordnet, c.wnid) for c in classes]
     scores = []
@@ -236,9 +237,9 @@ def select_by_text_similarity(
     ``candidate_definitions`` (one per candidate) become the ``def`` of merged entries; without them it is empty.
     """
     if not target_names or not candidate_names:
-        raise ValueError("select_by_text_similarity needs at least one target and one candidate name")
+        raise InputError("select_by_text_similarity needs at least one target and one candidate name")
     if candidate_definitions is not None and len(candidate_definitions) != len(candidate_names):
-        raise ValueError(f"{len(candidate_definitions)} candidate definitions for {len(candidate_names)} candidates")
+        raise InputError(f"{len(candidate_definitions)} candidate definitions for {len(candidate_names)} candidates")
     definitions = candidate_definitions or [""] * len(candidate_names)
     targets = _normalised(encode_text(list(target_names)), len(target_names))
     candidates = _normalised(encode_text(list(candidate_names)), len(candidate_names))
@@ -261,10 +262,10 @@ def select_by_text_similarity(
 def _normalised(embeddings: np.ndarray, rows: int) -> np.ndarray:
     embeddings = np.asarray(embeddings, dtype=np.float64)
     if embeddings.ndim != 2 or embeddings.shape[0] != rows:
-        raise ValueError(f"encode_text returned shape {embeddings.shape}, expected ({rows}, D)")
+        raise InputError(f"encode_text returned shape {embeddings.shape}, expected ({rows}, D)")
     norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
     if not np.all(norms > 0):
-        raise ValueError("encode_text returned a zero embedding")
+        raise InputError("encode_text returned a zero embedding")
     return embeddings / norms
 
 

@@ -18,6 +18,7 @@ import nltk
 from nltk.corpus.reader import CorpusReader, WordNetCorpusReader
 from nltk.corpus.util import LazyCorpusLoader
 
+from .errors import InputError
 from .formats import atomic_open, atomic_write_text
 
 DEBIAN_WORDNET_DIR = Path("/usr/share/wordnet")
@@ -74,7 +75,7 @@ LEXNAMES = (
 """WordNet's lexicographer files in file-number order, with their syntactic category (1 noun … 4 adverb)."""
 
 
-class WordNetUnavailable(RuntimeError):
+class WordNetUnavailable(InputError):
     """The WordNet database can be neither found locally nor downloaded."""
 
 
