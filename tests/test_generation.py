@@ -209,3 +209,15 @@ def test_paper_categories_are_lvis_plus_divergens_250_imagenet_extras():
     reference = read_json(REFERENCE / "ImageNet2012_filtered04_lvis_v1_train_cat_info_250.json")
     assert [{k: v for k, v in c.items() if k != "extra"} for c in categories] == reference
     assert [c["id"] for c in categories if c.get("extra")] == list(range(1204, 1454))
+
+
+def test_model_options_of_every_shipped_params_file_fit_their_backend():
+    from divergen_lib.config import parse_options
+    from divergen_lib.generation.base import backend_class
+
+    checked = 0
+    for path in sorted((REPO_ROOT / "params").glob("*/02_generation.yaml")):
+        for model in load_config(path).section("generation").models:
+            parse_options(backend_class(model.backend).options_cls, model.options, f"{path}: model {model.name}")
+            checked += 1
+    assert checked >= 6

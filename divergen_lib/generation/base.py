@@ -84,7 +84,12 @@ def derive_seed(base_seed: int, model: str, category_id: int, prompt_index: int,
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little") & (2**63 - 1)
 
 
+def backend_class(name: str) -> type:
+    """The class of backend ``name`` (its ``options_cls`` is the dataclass its ``options`` must fit)."""
+    module, _, cls = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def build_generator(model: ModelConfig, device: str = "cpu") -> Generator:
     """Instantiate the backend named by ``model.backend``."""
-    module, _, cls = BACKENDS[model.backend].partition(":")
-    return getattr(importlib.import_module(module), cls)(model, device)
+    return backend_class(model.backend)(model, device)

@@ -113,6 +113,8 @@ def steer(spec: CategorySpec, prompt: str, rng: np.random.Generator, style: str,
 class ToyGenerator:
     """Toy text-to-image backend over a built toy world (styles ``flat`` and ``soft``)."""
 
+    options_cls = ToyOptions
+
     def __init__(self, model: ModelConfig, device: str = "cpu") -> None:
         self.options = parse_options(ToyOptions, model.options, f"model {model.name} options")
         if not (self.options.world / "world.json").is_file():
