@@ -18,6 +18,7 @@ from .errors import InputError
 STAGES = {
     "toyworld": "divergen_lib.toyworld.stage:run",
     "generate": "divergen_lib.generation.stage:run",
+    "annotate": "divergen_lib.annotation.stage:run",
 }
 
 

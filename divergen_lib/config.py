@@ -50,6 +50,7 @@ class CommonConfig:
 SECTIONS: dict[str, str | type] = {
     "toyworld": "divergen_lib.toyworld.config:ToyWorldConfig",
     "generation": "divergen_lib.generation.stage:GenerationConfig",
+    "annotation": "divergen_lib.annotation.stage:AnnotationConfig",
 }
 
 

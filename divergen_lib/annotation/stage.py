@@ -1,0 +1,200 @@
+"""The annotation stage: an object mask for every generated image, by each configured method.
+
+Masks are cleaned by the shared post-processing and stored as COCO RLE in ``annotation/manifest.jsonl``
+(one row per image and method: method, RLE, area fraction, status ``ok`` / ``dropped`` / ``error`` with a
+reason). Where the generator knows the true mask (the toy generator), each row also carries the mask's IoU
+and boundary F-score against it, so annotation quality can be measured per method and per generator.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config, ConfigError
+from ..distributed import completed_rows, dist_info, init_process_group, resolve_device, resumable_map
+from ..errors import InputError
+from ..formats import mask_to_rle, read_image, read_manifest, write_manifest
+from .base import Annotator, AnnotatorConfig, build_annotator
+from .postprocess import PostprocessConfig, postprocess
+from .quality import boundary_f_score, mask_iou
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.jsonl"
+CARRIED = ("category_id", "category_name", "model", "prompt_source", "path", "mask_path")
+
+
+@dataclass(frozen=True)
+class AnnotationConfig:
+    """The ``annotation`` section of a params file."""
+
+    methods: list[AnnotatorConfig]
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    generation_dir: Path | None = None
+    overlay_samples: int = 12
+    worst_cases: int = 6
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise ValueError("annotation.methods is empty")
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise ValueError(f"annotation method names must be unique, got {names}")
+
+
+@dataclass
+class AnnotationRun:
+    """The stage's output folder and merged manifest rows (rank 0)."""
+
+    out_dir: Path
+    generation_dir: Path
+    rows: list[dict[str, Any]] | None = field(repr=False)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / MANIFEST
+
+
+class _BatchAnnotator:
+    """Reads a batch of generated images, annotates the readable ones, and returns one manifest row each."""
+
+    def __init__(self, annotator: Annotator | None, method: str, cfg: PostprocessConfig, gen_dir: Path) -> None:
+        self.annotator, self.method, self.cfg, self.gen_dir = annotator, method, cfg, gen_dir
+
+    def _true_mask(self, row: dict[str, Any]) -> np.ndarray | None:
+        """The generator's true mask, if it recorded one and it is readable (quality is then not scored)."""
+        path = row.get("mask_path")
+        if not path:
+            return None
+        try:
+            return read_image(self.gen_dir / path, "L") > 127
+        except InputError as err:
+            log.warning("%s: true mask unusable, quality not scored (%s)", row["id"], err)
+            return None
+
+    def __call__(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        images: dict[int, np.ndarray] = {}
+        rows: list[dict[str, Any]] = []
+        for k, gen in enumerate(batch):
+            rows.append({"generation_id": gen["id"], "method": self.method, **{c: gen.get(c) for c in CARRIED}})
+            try:
+                images[k] = read_image(self.gen_dir / gen["path"])
+            except InputError as err:
+                rows[k].update(status="error", reason=str(err), rle=None, area_fraction=None)
+        raw = self.annotator.raw_masks(list(images.values())) if images else []
+        for k, mask in zip(images, raw, strict=True):
+            cleaned, reason = postprocess(mask, self.cfg)
+            rows[k].update(
+                status="dropped" if reason else "ok",
+                reason=reason,
+                rle=None if reason else mask_to_rle(cleaned),
+                area_fraction=round(float(cleaned.mean()), 6),
+            )
+            true = self._true_mask(batch[k])
+            if true is not None:
+                rows[k].update(
+                    iou=round(mask_iou(cleaned, true), 6), boundary_f=round(boundary_f_score(cleaned, true), 6)
+                )
+        return rows
+
+
+def generation_rows(gen_dir: Path) -> list[dict[str, Any]]:
+    """The successfully generated images of a generation stage folder."""
+    manifest = gen_dir / "manifest.jsonl"
+    if not manifest.is_file():
+        raise ConfigError(f"{manifest}: no generation manifest (run the generation stage first)")
+    return [r for r in read_manifest(manifest) if r.get("status") == "ok"]
+
+
+def run(config: Config) -> AnnotationRun:
+    """Annotate every generated image with every method; write ``annotation/manifest.jsonl`` (rank 0)."""
+    cfg: AnnotationConfig = config.section("annotation")
+    out_dir = config.stage_dir("annotation")
+    gen_dir = cfg.generation_dir or config.stage_dir("generation")
+    info = dist_info()
+    init_process_group(info)
+    device = resolve_device(config.common.device, info)
+    items = generation_rows(gen_dir)
+    rows: list[dict[str, Any]] = []
+    for method in cfg.methods:
+        name = f"masks.{method.name}"
+        done = completed_rows(out_dir, name)
+
+        def id_of(row: dict[str, Any], prefix: str = method.name) -> str:
+            return f"{prefix}-{row['id']}"
+
+        # a method that cannot load is one clear error here, before anything of it is written
+        pending = any(id_of(r) not in done for r in items)
+        annotator = build_annotator(method, device) if pending else None
+        merged = resumable_map(
+            items,
+            _BatchAnnotator(annotator, method.name, cfg.postprocess, gen_dir),
+            out_dir,
+            name,
+            id_of=id_of,
+            info=info,
+            desc=f"annotate {method.name}",
+            batch_size=method.batch_size,
+        )
+        rows += merged or []
+    if not info.is_main:
+        return AnnotationRun(out_dir, gen_dir, None)
+    write_manifest(rows, out_dir / MANIFEST)
+    return AnnotationRun(out_dir, gen_dir, rows)
+
+
+def quality_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per method and generator: images, kept/dropped/error counts, and (where true masks exist) mIoU,
+    mean boundary F-score and the share of masks with IoU >= 0.9."""
+    table = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        for model in dict.fromkeys(r["model"] for r in rows):
+            mine = [r for r in rows if r["method"] == method and r["model"] == model]
+            if not mine:
+                continue
+            scored = [r for r in mine if r.get("iou") is not None]
+            entry = {
+                "method": method,
+                "generator": model,
+                "images": len(mine),
+                "kept": sum(r["status"] == "ok" for r in mine),
+                "dropped": sum(r["status"] == "dropped" for r in mine),
+                "errors": sum(r["status"] == "error" for r in mine),
+            }
+            if scored:
+                ious = np.array([r["iou"] for r in scored])
+                entry |= {
+                    "mIoU": round(float(ious.mean()), 4),
+                    "boundary F": round(float(np.mean([r["boundary_f"] for r in scored])), 4),
+                    "IoU >= 0.9": round(float((ious >= 0.9).mean()), 4),
+                }
+            table.append(entry)
+    return table
+
+
+def save_figures(run_: AnnotationRun, config: Config) -> dict[str, Path]:
+    """Overlays of a sample, the IoU distribution and the worst cases (the last two need true masks)."""
+    from ..viz import save_figure
+    from .figures import plot_iou_distribution, plot_overlays, plot_worst_cases
+
+    cfg: AnnotationConfig = config.section("annotation")
+    figures = config.common.output_dir / "figures"
+    rows = run_.rows or []
+    paths = {
+        "overlays": save_figure(
+            plot_overlays(rows, run_.generation_dir, cfg.overlay_samples, config.common.seed),
+            figures / "annotation_overlays.png",
+        )
+    }
+    if any(r.get("iou") is not None for r in rows):
+        paths["iou"] = save_figure(plot_iou_distribution(rows), figures / "annotation_iou.png")
+        paths["worst"] = save_figure(
+            plot_worst_cases(rows, run_.generation_dir, cfg.worst_cases), figures / "annotation_worst.png"
+        )
+    return paths
