@@ -183,7 +183,8 @@ def _build(cls: type, values: dict, prefix: str, origins: dict[str, str], defaul
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:  # a dataclass's own __post_init__ check
-        raise ConfigError(f"{default_origin}: {prefix}: {err}") from None
+        where = f"{default_origin}: {prefix}" if prefix else str(default_origin)
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def _read_yaml(path: Path) -> dict:

@@ -152,3 +152,22 @@ def test_bad_inputs_are_one_clear_error(tmp_path, smoke_generation):
         build_annotator(AnnotatorConfig(name="fb", method="border_fallback", options={"tolerence": 3}))
     done = run_cli("annotate", "--params", str(SMOKE), "--set", f"output_dir={tmp_path}")
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0 and "no generation manifest" in done.stderr
+
+
+def test_stage_runs_sam_background_and_foreground_end_to_end(tmp_path, smoke_generation):
+    from divergen_lib.annotation.tiny_sam import TINY_MODEL_TYPE, build_tiny_sam
+
+    checkpoint = build_tiny_sam(tmp_path / "tiny_sam.pth")
+    methods = (
+        f"annotation.methods=[{{name: sam_bg, method: sam_background, checkpoint: {checkpoint}, "
+        f"model_type: {TINY_MODEL_TYPE}, batch_size: 4, options: {{corner_margin: 0, mask_choice: 2}}}}, "
+        f"{{name: sam_fg, method: sam_foreground, checkpoint: {checkpoint}, model_type: {TINY_MODEL_TYPE}}}]"
+    )
+    run = annotation.run(smoke_config(tmp_path, smoke_generation, methods))
+    assert len(run.rows) == 2 * len(smoke_generation.rows)
+    assert {r["method"] for r in run.rows} == {"sam_bg", "sam_fg"}
+    assert not [r for r in run.rows if r["status"] == "error"]  # random weights: masks are noise, but every row is made
+    assert all("iou" in r for r in run.rows if r["status"] != "error")
+    bad = methods.replace(str(checkpoint), str(tmp_path / "missing.pth"))
+    with pytest.raises(ConfigError, match="sam_bg.*missing.pth"):
+        annotation.run(smoke_config(tmp_path / "bad", smoke_generation, bad))

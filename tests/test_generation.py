@@ -211,13 +211,20 @@ def test_paper_categories_are_lvis_plus_divergens_250_imagenet_extras():
     assert [c["id"] for c in categories if c.get("extra")] == list(range(1204, 1454))
 
 
-def test_model_options_of_every_shipped_params_file_fit_their_backend():
+def test_options_of_every_shipped_params_file_fit_their_backend():
+    from divergen_lib.annotation import annotator_class
     from divergen_lib.config import parse_options
     from divergen_lib.generation.base import backend_class
 
     checked = 0
-    for path in sorted((REPO_ROOT / "params").glob("*/02_generation.yaml")):
-        for model in load_config(path).section("generation").models:
-            parse_options(backend_class(model.backend).options_cls, model.options, f"{path}: model {model.name}")
-            checked += 1
-    assert checked >= 6
+    for path in sorted((REPO_ROOT / "params").glob("*/0[23]_*.yaml")):
+        config = load_config(path)
+        if "generation" in config.sections:
+            for model in config.section("generation").models:
+                parse_options(backend_class(model.backend).options_cls, model.options, f"{path}: model {model.name}")
+                checked += 1
+        if "annotation" in config.sections:
+            for method in config.section("annotation").methods:
+                parse_options(annotator_class(method.method).options_cls, method.options, f"{path}: {method.name}")
+                checked += 1
+    assert checked >= 11
