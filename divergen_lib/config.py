@@ -270,3 +270,20 @@ def parse_options(cls: type, values: dict[str, Any], where: str) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"{where}: expected a mapping, got {values!r}")
     return _build(cls, values, "", {}, where)
+
+
+def check_component(what: str, name: str, batch_size: int) -> None:
+    """A model or method entry: a non-empty name without '/' (it names folders and ids) and a batch size >= 1."""
+    if not name or "/" in name:
+        raise ValueError(f"{what} name {name!r} must be non-empty and contain no '/'")
+    if batch_size < 1:
+        raise ValueError(f"{what} {name}: batch_size must be >= 1")
+
+
+def check_named_list(key: str, items: list[Any]) -> None:
+    """A non-empty list of entries with unique ``name`` fields."""
+    if not items:
+        raise ValueError(f"{key} is empty")
+    names = [item.name for item in items]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{key}: names must be unique, got {names}")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,29 @@ def smoke_generation(tmp_path_factory, smoke_world):
         models,
     ]
     return stage.run(load_config(REPO_ROOT / "params" / "smoke" / "02_generation.yaml", overrides))
+
+
+class Interrupted(BaseException):
+    """Stands in for a kill: not an ``Exception``, so no stage records it as an item error."""
+
+
+@contextmanager
+def interrupted_after(cls: type, n_calls: int):
+    """Within the block, ``cls.__call__`` raises :class:`Interrupted` on call ``n_calls + 1``; the block must
+    be interrupted by it."""
+    original = cls.__call__
+    calls = 0
+
+    def interrupting(self, *args):
+        nonlocal calls
+        if calls == n_calls:
+            raise Interrupted
+        calls += 1
+        return original(self, *args)
+
+    cls.__call__ = interrupting
+    try:
+        with pytest.raises(Interrupted):
+            yield
+    finally:
+        cls.__call__ = original

@@ -12,7 +12,7 @@ from divergen_lib.formats import rle_to_mask
 from divergen_lib.generation import GenerationRequest, ModelConfig, build_generator
 from divergen_lib.prompts import attribute_prompts, template_prompt
 
-from .conftest import REPO_ROOT, run_cli
+from .conftest import REPO_ROOT, interrupted_after, run_cli
 
 SMOKE = REPO_ROOT / "params" / "smoke" / "03_annotation.yaml"
 
@@ -105,25 +105,10 @@ def test_stage_annotates_every_image_deterministically(tmp_path, smoke_generatio
     }
 
 
-class Stop(BaseException):
-    pass
-
-
-def test_interrupted_stage_resumes_to_the_uninterrupted_result(tmp_path, smoke_generation, monkeypatch):
+def test_interrupted_stage_resumes_to_the_uninterrupted_result(tmp_path, smoke_generation):
     reference = annotation.run(smoke_config(tmp_path / "ref", smoke_generation))
-    original = annotation._BatchAnnotator.__call__
-    calls = []
-
-    def interrupting(self, batch):
-        if len(calls) == 3:
-            raise Stop
-        calls.append(batch)
-        return original(self, batch)
-
-    monkeypatch.setattr(annotation._BatchAnnotator, "__call__", interrupting)
-    with pytest.raises(Stop):
+    with interrupted_after(annotation._BatchAnnotator, 3):
         annotation.run(smoke_config(tmp_path / "run", smoke_generation))
-    monkeypatch.setattr(annotation._BatchAnnotator, "__call__", original)
     resumed = annotation.run(smoke_config(tmp_path / "run", smoke_generation))
     assert resumed.manifest_path.read_bytes() == reference.manifest_path.read_bytes()
 

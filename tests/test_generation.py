@@ -10,7 +10,7 @@ from divergen_lib.generation import GenerationRequest, ModelConfig, build_genera
 from divergen_lib.generation import stage as generation
 from divergen_lib.prompts import attribute_prompts, template_prompt
 
-from .conftest import REPO_ROOT, run_cli
+from .conftest import REPO_ROOT, interrupted_after, run_cli
 
 SMOKE = REPO_ROOT / "params" / "smoke" / "02_generation.yaml"
 
@@ -113,25 +113,10 @@ def test_batch_size_does_not_change_the_result(smoke_world, tmp_path):
     assert generation.run(many).manifest_path.read_bytes() == one.manifest_path.read_bytes()
 
 
-class Stop(BaseException):
-    pass
-
-
-def test_interrupted_run_resumes_to_the_uninterrupted_result(smoke_world, tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_uninterrupted_result(smoke_world, tmp_path):
     reference = generation.run(smoke_config(smoke_world, tmp_path / "ref"))
-    original = generation._BatchWriter.__call__
-    calls = []
-
-    def interrupting(self, batch):
-        if len(calls) == 20:
-            raise Stop
-        calls.append(batch)
-        return original(self, batch)
-
-    monkeypatch.setattr(generation._BatchWriter, "__call__", interrupting)
-    with pytest.raises(Stop):
+    with interrupted_after(generation._BatchWriter, 20):
         generation.run(smoke_config(smoke_world, tmp_path / "run"))
-    monkeypatch.setattr(generation._BatchWriter, "__call__", original)
     assert not (tmp_path / "run" / "generation" / "manifest.jsonl").exists()
     resumed = generation.run(smoke_config(smoke_world, tmp_path / "run"))
     assert resumed.manifest_path.read_bytes() == reference.manifest_path.read_bytes()

@@ -15,6 +15,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from ..config import check_component
+
 # method -> "module:Class", imported only when used
 ANNOTATORS: dict[str, str] = {
     "sam_background": "divergen_lib.annotation.sam:SamBackgroundAnnotator",
@@ -39,10 +41,7 @@ class AnnotatorConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ValueError(f"annotation method name {self.name!r} must be non-empty and contain no '/'")
-        if self.batch_size < 1:
-            raise ValueError(f"annotation method {self.name}: batch_size must be >= 1")
+        check_component("annotation method", self.name, self.batch_size)
 
 
 class Annotator(Protocol):

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, check_named_list
 from ..distributed import completed_rows, dist_info, init_process_group, resolve_device, resumable_map
 from ..errors import InputError
 from ..formats import mask_to_rle, read_image, read_manifest, write_manifest
@@ -41,11 +41,7 @@ class AnnotationConfig:
     worst_cases: int = 6
 
     def __post_init__(self) -> None:
-        if not self.methods:
-            raise ValueError("annotation.methods is empty")
-        names = [m.name for m in self.methods]
-        if len(set(names)) != len(names):
-            raise ValueError(f"annotation method names must be unique, got {names}")
+        check_named_list("annotation.methods", self.methods)
 
 
 @dataclass

@@ -16,6 +16,8 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from ..config import check_component
+
 PromptSource = Literal["template", "llm-file", "attributes", "llm"]
 
 # backend name -> "module:Class", imported only when used (diffusers is heavy)
@@ -45,10 +47,7 @@ class ModelConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ValueError(f"model name {self.name!r} must be non-empty and contain no '/'")
-        if self.batch_size < 1:
-            raise ValueError(f"model {self.name}: batch_size must be >= 1")
+        check_component("model", self.name, self.batch_size)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..categories import Selection, merge_categories, read_category_metadata, select_imagenet_extras
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, check_named_list
 from ..distributed import completed_rows, dist_info, init_process_group, resolve_device, resumable_map
 from ..formats import read_json, write_json, write_manifest, write_png
 from ..prompts import LocalLLM, Prompt, PromptConfig, category_prompts, load_prompt_folder
@@ -63,11 +63,7 @@ class GenerationConfig:
     figure_categories: int = 6
 
     def __post_init__(self) -> None:
-        if not self.models:
-            raise ValueError("generation.models is empty")
-        names = [m.name for m in self.models]
-        if len(set(names)) != len(names):
-            raise ValueError(f"model names must be unique, got {names}")
+        check_named_list("generation.models", self.models)
         if self.images_per_category < 1:
             raise ValueError("images_per_category must be >= 1")
 
