@@ -19,6 +19,7 @@ STAGES = {
     "toyworld": "divergen_lib.toyworld.stage:run",
     "generate": "divergen_lib.generation.stage:run",
     "annotate": "divergen_lib.annotation.stage:run",
+    "filter": "divergen_lib.filtration.stage:run",
 }
 
 

@@ -51,6 +51,7 @@ SECTIONS: dict[str, str | type] = {
     "toyworld": "divergen_lib.toyworld.config:ToyWorldConfig",
     "generation": "divergen_lib.generation.stage:GenerationConfig",
     "annotation": "divergen_lib.annotation.stage:AnnotationConfig",
+    "filtration": "divergen_lib.filtration.config:FiltrationConfig",
 }
 
 

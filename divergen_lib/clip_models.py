@@ -1,0 +1,308 @@
+"""CLIP models for instance filtration: loading open_clip models offline, and the TOY CLIP of the demo profile.
+
+:func:`load_clip` builds an open_clip model from its config name and loads weights from an open_clip pretrained
+tag (resolved in the local Hugging Face cache only, unless ``allow_download``) or a local checkpoint file
+(``torch.load(weights_only=True)`` or safetensors). A tag's QuickGELU flag and preprocessing are applied, so
+``ViT-L-14`` + ``openai`` (DiverGen's feature extractor) is the model OpenAI trained.
+
+:func:`toy_clip` trains the TOY CLIP: the small ``toyworld-clip`` architecture (``clip_configs/toyworld-clip.json``,
+registered with open_clip on import), trained contrastively with open_clip's ``ClipLoss`` on toy-world training
+crops and their category texts. It is a stand-in with which the demo runs the same filtration code as the paper
+profile; its features say nothing about real CLIP models. The result is cached and loaded back through
+:func:`load_clip`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+from open_clip.transform import merge_preprocess_dict
+from PIL import Image
+
+from .config import ConfigError
+from .crops import instance_crop
+from .formats import atomic_open, read_image, read_json, read_lvis, rle_to_mask, segmentation_to_rle, write_json
+from .toyworld import ToyWorld
+
+TOY_CLIP_CONFIGS = Path(__file__).with_name("clip_configs")
+TOY_CLIP_LABEL = "TOY CLIP: a tiny CLIP trained on toy-world crops, a stand-in for a real CLIP model"
+TEXT_TEMPLATE = "a photo of a single {}"
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+
+open_clip.add_model_config(TOY_CLIP_CONFIGS)
+
+
+@dataclass
+class ClipModel:
+    """An open_clip model in eval mode with its inference preprocessing and tokenizer."""
+
+    name: str
+    pretrained: str | None
+    model: torch.nn.Module
+    preprocess: Callable[[Image.Image], torch.Tensor]
+    tokenizer: Callable[[list[str]], torch.Tensor]
+    device: torch.device
+    batch_size: int = 64
+
+    @torch.no_grad()
+    def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """L2-normalised embeddings (N, D) float32 of uint8 HxWx3 RGB images."""
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            batch = torch.stack([self.preprocess(Image.fromarray(im)) for im in images[i : i + self.batch_size]])
+            out.append(self.model.encode_image(batch.to(self.device), normalize=True).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), np.float32)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised embeddings (N, D) float32 of texts."""
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            tokens = self.tokenizer(list(texts[i : i + self.batch_size]))
+            out.append(self.model.encode_text(tokens.to(self.device), normalize=True).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), np.float32)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.model.text_projection.shape[1])
+
+
+def _tag_checkpoint(name: str, tag: str, tag_cfg: dict[str, Any], allow_download: bool) -> str:
+    """The local file of an open_clip pretrained tag: the Hugging Face cache, or a download if allowed."""
+    what = f"CLIP model {name} pretrained {tag!r}"
+    if allow_download:
+        try:
+            return open_clip.download_pretrained(tag_cfg)
+        except (OSError, RuntimeError, ValueError) as e:
+            raise ConfigError(f"{what}: download failed: {str(e).splitlines()[0]}") from None
+    hub = tag_cfg.get("hf_hub", "")
+    if not hub:
+        raise ConfigError(f"{what}: only downloadable from {tag_cfg.get('url')} and downloads are off (allow_download)")
+    repo_id, filename = os.path.split(hub)
+    filename = filename or HF_WEIGHTS_NAME
+    candidates = [filename]
+    if filename == HF_WEIGHTS_NAME:
+        candidates.insert(0, HF_SAFE_WEIGHTS_NAME)
+    elif filename.endswith((".bin", ".pth")):
+        candidates.insert(0, filename[:-4] + ".safetensors")
+    for candidate in candidates:
+        try:
+            return hf_hub_download(repo_id, candidate, local_files_only=True)
+        except LocalEntryNotFoundError:
+            continue
+    raise ConfigError(
+        f"{what}: weights {repo_id}/{filename} not in the local Hugging Face cache "
+        "and downloads are off (allow_download)"
+    )
+
+
+def load_clip(
+    name: str, pretrained: str | None, device: str | torch.device = "cpu", allow_download: bool = False
+) -> ClipModel:
+    """Build open_clip model ``name`` with weights from ``pretrained``: an open_clip tag (e.g. ``openai``), a local
+    ``.pt``/``.pth``/``.bin``/``.safetensors`` checkpoint (a state dict), or ``None`` for random weights.
+
+    Tags resolve to files in the local Hugging Face cache unless ``allow_download``. Any problem is one
+    :class:`ConfigError` line naming the model and the tag or file.
+    """
+    if name not in open_clip.list_models():
+        raise ConfigError(f"CLIP model {name}: not an open_clip model config")
+    kwargs: dict[str, Any] = {}
+    checkpoint = None
+    if pretrained is not None:
+        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+        if tag_cfg:
+            checkpoint = _tag_checkpoint(name, pretrained, tag_cfg, allow_download)
+            kwargs["force_quick_gelu"] = bool(tag_cfg.get("quick_gelu", False))
+            kwargs["force_preprocess_cfg"] = merge_preprocess_dict({}, tag_cfg)
+        elif Path(pretrained).is_file():
+            checkpoint = pretrained
+        elif Path(pretrained).suffix in CHECKPOINT_SUFFIXES:
+            raise ConfigError(f"CLIP model {name}: checkpoint file {pretrained} not found")
+        else:
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            raise ConfigError(f"CLIP model {name}: {pretrained!r} is neither a pretrained tag {tags} nor a file")
+    device = torch.device(device)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=checkpoint, device=device, weights_only=True, **kwargs
+        )
+    except (RuntimeError, OSError, ValueError) as e:
+        raise ConfigError(f"CLIP model {name}: cannot load {pretrained}: {str(e).splitlines()[0]}") from None
+    model.eval()
+    return ClipModel(name, pretrained, model, preprocess, open_clip.get_tokenizer(name), device)
+
+
+def class_texts(class_names: Sequence[str]) -> list[str]:
+    """``a photo of a single {name}`` per class, underscores as spaces."""
+    return [TEXT_TEMPLATE.format(n.replace("_", " ")) for n in class_names]
+
+
+def zero_shot_accuracy(
+    clip: ClipModel, crops: Sequence[np.ndarray], labels: Sequence[int], class_names: Sequence[str]
+) -> float:
+    """Top-1 accuracy of classifying ``crops`` by their most similar class text; ``labels`` index ``class_names``."""
+    if len(crops) != len(labels) or not crops:
+        raise ValueError(f"need as many labels as crops (and at least one), got {len(crops)} and {len(labels)}")
+    predicted = (clip.encode_images(crops) @ clip.encode_texts(class_texts(class_names)).T).argmax(axis=1)
+    return float(np.mean(predicted == np.asarray(labels)))
+
+
+@dataclass(frozen=True)
+class ToyClipConfig:
+    """Training of the TOY CLIP (demo profile). The architecture is the open_clip config ``model`` (its image
+    size, widths and depths are in ``clip_configs/<model>.json``). Each step draws ``batch_size`` distinct
+    categories uniformly (balanced over the long tail) and one training crop of each, randomly flipped.
+    """
+
+    model: str = "toyworld-clip"
+    steps: int = 350
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 50
+    crop_padding: int = 4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"toy_clip.steps must be >= 1, got {self.steps}")
+        if self.batch_size < 2:
+            raise ConfigError(f"toy_clip.batch_size must be >= 2 (contrastive pairs), got {self.batch_size}")
+        if self.crop_padding < 0:
+            raise ConfigError(f"toy_clip.crop_padding must be >= 0, got {self.crop_padding}")
+
+
+@dataclass
+class ToyClip:
+    """A TOY CLIP: the loaded model, its checkpoint, its info json and whether this call trained it."""
+
+    clip: ClipModel
+    checkpoint: Path
+    info: dict[str, Any]
+    trained: bool
+
+
+def world_crops(world: ToyWorld, split: str, padding: int) -> tuple[list[np.ndarray], list[int], list[str]]:
+    """Instance crops of a toy-world split (:func:`instance_crop`, blur fill), their category indices and the
+    category names (sorted by id)."""
+    data = read_lvis(world.json_path(split))
+    categories = sorted(data["categories"], key=lambda c: c["id"])
+    index = {c["id"]: i for i, c in enumerate(categories)}
+    images = {im["id"]: im for im in data["images"]}
+    crops, labels = [], []
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for ann in data["annotations"]:
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    for image_id, anns in sorted(by_image.items()):
+        meta = images[image_id]
+        pixels = read_image(world.image_path(meta["file_name"]))
+        for ann in anns:
+            mask = rle_to_mask(segmentation_to_rle(ann["segmentation"], meta["height"], meta["width"]))
+            if mask.any():
+                crops.append(instance_crop(pixels, mask, padding=padding))
+                labels.append(index[ann["category_id"]])
+    return crops, labels, [c["name"] for c in categories]
+
+
+def _cache_key(world: ToyWorld, cfg: ToyClipConfig) -> str:
+    fingerprint = read_json(world.root / "world.json")["fingerprint"]
+    arch = open_clip.get_model_config(cfg.model)
+    payload = [asdict(cfg), fingerprint, arch, open_clip.__version__]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _train(clip: ClipModel, crops: list[np.ndarray], labels: list[int], names: list[str], cfg: ToyClipConfig) -> None:
+    """Contrastive training in place: ``cfg.steps`` AdamW steps of ``ClipLoss`` on balanced batches."""
+    model, device = clip.model, clip.device
+    pixels = torch.stack([clip.preprocess(Image.fromarray(c)) for c in crops])
+    tokens = clip.tokenizer(class_texts(names))
+    labels_arr = np.asarray(labels)
+    members = [np.flatnonzero(labels_arr == k) for k in range(len(names))]
+    present = np.asarray([k for k, m in enumerate(members) if m.size])
+    per_batch = min(cfg.batch_size, present.size)
+    if per_batch < 2:
+        raise ConfigError("toy CLIP training needs training crops of at least 2 categories")
+    rng = np.random.default_rng(cfg.seed)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+
+    def schedule(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        return 0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    loss_fn = open_clip.ClipLoss()
+    model.train()
+    for _ in range(cfg.steps):
+        cats = rng.choice(present, size=per_batch, replace=False)
+        idx = np.asarray([rng.choice(members[k]) for k in cats])
+        batch = pixels[idx].clone()
+        flip = torch.from_numpy(rng.random(per_batch) < 0.5)
+        batch[flip] = batch[flip].flip(-1)
+        image_features, text_features, logit_scale = model(batch.to(device), tokens[cats].to(device))[:3]
+        loss = loss_fn(image_features, text_features, logit_scale)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+    model.eval()
+
+
+def toy_clip(world: ToyWorld, cfg: ToyClipConfig, cache_dir: str | Path, device: str | torch.device = "cpu") -> ToyClip:
+    """The TOY CLIP of ``world``: loaded from ``cache_dir/toy_clip-<hash>.pt`` if trained before with the same
+    config, world and architecture, else trained on the world's train crops, evaluated zero-shot on its val crops,
+    and cached (state dict + ``.json`` with its params, label and accuracy). Always returned as loaded by
+    :func:`load_clip` from the cached file."""
+    cache_dir = Path(cache_dir)
+    stem = f"toy_clip-{_cache_key(world, cfg)}"
+    checkpoint, info_path = cache_dir / f"{stem}.pt", cache_dir / f"{stem}.json"
+    if checkpoint.is_file() and info_path.is_file():
+        return ToyClip(load_clip(cfg.model, str(checkpoint), device), checkpoint, read_json(info_path), trained=False)
+
+    torch.manual_seed(cfg.seed)
+    clip = load_clip(cfg.model, None, device)
+    crops, labels, names = world_crops(world, "train", cfg.crop_padding)
+    start = time.perf_counter()
+    _train(clip, crops, labels, names, cfg)
+    train_seconds = time.perf_counter() - start
+    val_crops, val_labels, val_names = world_crops(world, "val", cfg.crop_padding)
+    with atomic_open(checkpoint, "wb", encoding=None) as f:
+        torch.save(clip.model.state_dict(), f)
+    loaded = load_clip(cfg.model, str(checkpoint), device)
+    info = {
+        "label": TOY_CLIP_LABEL,
+        "model": cfg.model,
+        "checkpoint": checkpoint.name,
+        "params": asdict(cfg),
+        "world": str(world.root),
+        "n_train_crops": len(crops),
+        "n_val_crops": len(val_crops),
+        "n_categories": len(names),
+        "train_seconds": round(train_seconds, 2),
+        "torch_threads": torch.get_num_threads(),
+        "zero_shot_val_accuracy": zero_shot_accuracy(loaded, val_crops, val_labels, val_names),
+        "chance_accuracy": 1 / len(val_names),
+    }
+    write_json(info, info_path, indent=2)
+    return ToyClip(loaded, checkpoint, info, trained=True)

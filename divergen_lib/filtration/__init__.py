@@ -1,0 +1,1 @@
+"""Instance filtration: CLIP score (X-Paste) and CLIP inter-similarity (DiverGen), and the instance pool."""

@@ -1,0 +1,82 @@
+"""Parameters of the filtration stage (the ``filtration`` section of a params file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..clip_models import ToyClipConfig
+from ..config import ConfigError
+
+
+@dataclass(frozen=True)
+class ClipChoice:
+    """The CLIP that embeds images and texts: an open_clip model by config name and pretrained tag or local
+    file (paper: ``ViT-L-14`` / ``openai``), or the TOY CLIP (``toy: true``), trained once on the toy world
+    whose ``train.json`` is ``filtration.real.annotations`` (settings: ``filtration.toy_clip``) and cached."""
+
+    name: str = "ViT-L-14"
+    pretrained: str | None = "openai"
+    toy: bool = False
+    allow_download: bool = False
+
+
+@dataclass(frozen=True)
+class ClipScoreFilter:
+    """X-Paste's CLIP score rule (paper values 21 / 1 / 0.05 / 0.95), applied to ``all`` instances, only to
+    categories ``without_real`` training instances (DiverGen's extras), or ``none``. The masked instance is
+    composited on ``background`` (X-Paste: white) and compared with ``template``."""
+
+    apply_to: Literal["all", "without_real", "none"] = "all"
+    min_clip: float = 21.0
+    tolerance: float = 1.0
+    min_area: float = 0.05
+    max_area: float = 0.95
+    background: tuple[int, int, int] = (255, 255, 255)
+    template: str = "a photo of a single {name}"
+
+
+@dataclass(frozen=True)
+class InterSimilarityFilter:
+    """DiverGen's CLIP inter-similarity to the real training instances of the category (paper threshold 0.6).
+
+    Real crops: tight box from the mask, outside pixels replaced by a ``blur_kernel`` box blur, box padded by
+    ``crop_padding`` px. Categories with no real instance cannot be judged: ``without_real: skip`` leaves them
+    to the CLIP score rule (set ``clip_score.apply_to`` accordingly), ``drop`` drops them with that reason.
+    """
+
+    enabled: bool = True
+    threshold: float = 0.6
+    crop_padding: int = 40
+    blur_kernel: int = 10
+    without_real: Literal["skip", "drop"] = "skip"
+    max_real_per_category: int | None = None
+
+
+@dataclass(frozen=True)
+class RealInstances:
+    """Where the real training instances are: an LVIS/COCO json and the folder its images are under."""
+
+    annotations: Path
+    image_root: Path
+
+
+@dataclass(frozen=True)
+class FiltrationConfig:
+    """The ``filtration`` section."""
+
+    real: RealInstances
+    clip: ClipChoice = field(default_factory=ClipChoice)
+    toy_clip: ToyClipConfig = field(default_factory=ToyClipConfig)
+    clip_score: ClipScoreFilter = field(default_factory=ClipScoreFilter)
+    inter_similarity: InterSimilarityFilter = field(default_factory=InterSimilarityFilter)
+    methods: list[str] | None = None
+    annotation_dir: Path | None = None
+    generation_dir: Path | None = None
+    batch_size: int = 32
+    gallery: int = 8
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError("filtration.batch_size must be >= 1")

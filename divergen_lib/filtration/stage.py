@@ -1,0 +1,335 @@
+"""The filtration stage: score every annotated instance, decide keep/drop with a reason, build the pool.
+
+1. Real instances: every training instance of a category is cropped (DiverGen's recipe) and embedded once;
+   the category keeps the mean of the normalised embeddings (``real_means.jsonl``).
+2. Scores: each generated instance gets its CLIP score (X-Paste: masked instance on white vs the category
+   text) and its inter-similarity (DiverGen: background zeroed, dot product with the category mean)
+   (``scores.jsonl``).
+3. Decisions: X-Paste's per-category bar needs every score of a category, so decisions are made once all
+   are in; ``manifest.jsonl`` holds every score and the reason for each drop.
+4. Pool: kept instances become tight RGBA crops, written to ``pool/images/<0-based category>/`` and listed
+   in DiverGen/X-Paste's instance-pool json, one per generator and ``pool.json`` merging them.
+Steps 1, 2 and 4 run through the resumable, sharded map.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..config import Config, ConfigError
+from ..crops import generated_instance, instance_crop
+from ..distributed import dist_info, init_process_group, resolve_device, resumable_map
+from ..errors import InputError
+from ..formats import (
+    PoolEntry,
+    category_index,
+    merge_instance_pools,
+    read_image,
+    read_json,
+    read_lvis,
+    read_manifest,
+    rle_to_mask,
+    segmentation_to_rle,
+    write_instance_pool,
+    write_manifest,
+    write_png,
+)
+from .config import FiltrationConfig
+from .pool import rgba_crop
+from .rules import category_mean, clip_score, inter_similarity, xpaste_keep
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.jsonl"
+POOL = "pool.json"
+
+
+@dataclass
+class FiltrationRun:
+    """The stage's folder, its decision rows and the pool files (rank 0)."""
+
+    out_dir: Path
+    generation_dir: Path
+    categories: list[dict[str, Any]] = field(repr=False)
+    rows: list[dict[str, Any]] | None = field(repr=False)
+    pools: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / MANIFEST
+
+
+def real_image_path(image: dict[str, Any], root: Path) -> Path:
+    """Where an LVIS/COCO image is: ``file_name`` under ``root``, else the last two parts of ``coco_url``."""
+    if "file_name" in image:
+        return root / image["file_name"]
+    return root.joinpath(*image["coco_url"].split("/")[-2:])
+
+
+def real_instances(cfg: FiltrationConfig) -> dict[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
+    """Category id -> [(image info, annotation)] of the real training instances, in annotation id order."""
+    data = read_lvis(cfg.real.annotations)
+    images = {img["id"]: img for img in data["images"]}
+    by_category: dict[int, list] = defaultdict(list)
+    for ann in sorted(data["annotations"], key=lambda a: a["id"]):
+        by_category[ann["category_id"]].append((images[ann["image_id"]], ann))
+    cap = cfg.inter_similarity.max_real_per_category
+    return {cid: pairs[:cap] if cap else pairs for cid, pairs in by_category.items()}
+
+
+class _RealMeans:
+    """One category's real crops -> the mean of their normalised CLIP embeddings."""
+
+    def __init__(self, clip: Any, cfg: FiltrationConfig, instances: dict[int, list]) -> None:
+        self.clip, self.cfg, self.instances = clip, cfg, instances
+
+    def __call__(self, category_id: int) -> dict[str, Any]:
+        crops = []
+        for image_info, ann in self.instances.get(category_id, []):
+            try:
+                image = read_image(real_image_path(image_info, self.cfg.real.image_root))
+            except InputError as err:
+                log.warning("real instance %s skipped: %s", ann["id"], err)
+                continue
+            rle = segmentation_to_rle(ann["segmentation"], image_info["height"], image_info["width"])
+            mask = rle_to_mask(rle)
+            if mask.any():
+                sim = self.cfg.inter_similarity
+                crops.append(instance_crop(image, mask, padding=sim.crop_padding, blur_kernel=sim.blur_kernel))
+        if not crops:
+            return {"category_id": category_id, "n_real": 0, "mean": None}
+        mean = category_mean(self.clip.encode_images(crops))
+        return {"category_id": category_id, "n_real": len(crops), "mean": [round(float(v), 7) for v in mean]}
+
+
+class _Scorer:
+    """A batch of annotated instances -> CLIP score and inter-similarity of each."""
+
+    def __init__(self, clip: Any, cfg: FiltrationConfig, gen_dir: Path, texts: dict, means: dict) -> None:
+        self.clip, self.cfg, self.gen_dir, self.texts, self.means = clip, cfg, gen_dir, texts, means
+
+    def __call__(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        images = [read_image(self.gen_dir / r["path"]) for r in batch]
+        masks = [rle_to_mask(r["rle"]) for r in batch]
+        rows = [
+            {
+                "status": "ok",
+                "annotation_id": r["id"],
+                **{k: r.get(k) for k in ("generation_id", "method", "category_id", "model", "prompt_source", "path")},
+                "area_fraction": r["area_fraction"],
+                "rle": r["rle"],
+            }
+            for r in batch
+        ]
+
+        def embed(background: tuple[int, int, int]) -> np.ndarray:
+            pairs = zip(images, masks, strict=True)
+            return self.clip.encode_images([generated_instance(i, m, background) for i, m in pairs])
+
+        if self.cfg.clip_score.apply_to != "none":
+            texts = np.stack([self.texts[r["category_id"]] for r in batch])
+            scores = clip_score(embed(tuple(self.cfg.clip_score.background)), texts)
+            for row, score in zip(rows, scores, strict=True):
+                row["clip_score"] = round(float(score), 4)
+        if self.cfg.inter_similarity.enabled:
+            for row, emb in zip(rows, embed((0, 0, 0)), strict=True):
+                mean = self.means.get(row["category_id"])
+                row["inter_similarity"] = (
+                    None if mean is None else round(float(inter_similarity(emb[None], mean)[0]), 6)
+                )
+        return rows
+
+
+def decide(rows: list[dict[str, Any]], cfg: FiltrationConfig) -> list[dict[str, Any]]:
+    """Keep/drop every scored instance with the reason, by the enabled rules (see :mod:`.rules`)."""
+    cs, sim = cfg.clip_score, cfg.inter_similarity
+    reasons: dict[str, list[str]] = {r["annotation_id"]: [] for r in rows}
+    has_real = {r["category_id"]: r.get("inter_similarity") is not None for r in rows}
+    by_category: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        judged_by_clip = cs.apply_to == "all" or (cs.apply_to == "without_real" and not has_real[r["category_id"]])
+        if judged_by_clip:
+            by_category[(r["method"], r["model"], r["category_id"])].append(r)
+        if sim.enabled:
+            if r.get("inter_similarity") is None:
+                if sim.without_real == "drop":
+                    reasons[r["annotation_id"]].append("no real instances to compare with")
+            elif r["inter_similarity"] < sim.threshold:
+                reasons[r["annotation_id"]].append(f"inter-similarity {r['inter_similarity']:.3f} < {sim.threshold}")
+    for members in by_category.values():
+        scores = [m["clip_score"] for m in members]
+        areas = [m["area_fraction"] for m in members]
+        for m, reason in zip(
+            members, xpaste_keep(scores, areas, cs.min_clip, cs.tolerance, cs.min_area, cs.max_area), strict=True
+        ):
+            if reason:
+                reasons[m["annotation_id"]].append(reason)
+    decided = []
+    for r in rows:
+        why = reasons[r["annotation_id"]]
+        decided.append(
+            {**{k: v for k, v in r.items() if k != "rle"}, "keep": not why, "reason": "; ".join(why) or None}
+        )
+    return decided
+
+
+class _PoolWriter:
+    """A kept instance -> its tight RGBA crop under ``pool/images/<0-based category index>/``."""
+
+    def __init__(self, out_dir: Path, gen_dir: Path, index: dict[int, int], rles: dict[str, dict]) -> None:
+        self.out_dir, self.gen_dir, self.index, self.rles = out_dir, gen_dir, index, rles
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        image = read_image(self.gen_dir / row["path"])
+        crop = rgba_crop(image, rle_to_mask(self.rles[row["annotation_id"]]))
+        relpath = f"pool/images/{self.index[row['category_id']]}/{row['annotation_id']}.png"
+        write_png(crop, self.out_dir / relpath)
+        return {"status": "ok", "model": row["model"], "category_id": row["category_id"], "crop": relpath}
+
+
+def _load_clip(cfg: FiltrationConfig, config: Config, device: str) -> Any:
+    """The CLIP of ``filtration.clip``: the toy CLIP (trained once, then cached) or an open_clip model."""
+    from .. import clip_models
+    from ..toyworld import load_toyworld
+
+    if cfg.clip.toy:
+        world = load_toyworld(cfg.real.annotations.parent)
+        toy = clip_models.toy_clip(world, cfg.toy_clip, config.common.output_dir / "clip", device)
+        log.info("toy CLIP (%s): zero-shot val accuracy %.3f", toy.checkpoint, toy.info["zero_shot_val_accuracy"])
+        return toy.clip
+    return clip_models.load_clip(cfg.clip.name, cfg.clip.pretrained, device, cfg.clip.allow_download)
+
+
+def run(config: Config) -> FiltrationRun:
+    """Score, decide and build the pool for every annotated instance (``filtration/``)."""
+    from ..distributed import completed_rows
+    from ..prompts import display_name
+
+    cfg: FiltrationConfig = config.section("filtration")
+    out_dir = config.stage_dir("filtration")
+    gen_dir = cfg.generation_dir or config.stage_dir("generation")
+    ann_dir = cfg.annotation_dir or config.stage_dir("annotation")
+    for needed in (gen_dir / "categories.json", ann_dir / "manifest.jsonl"):
+        if not needed.is_file():
+            raise ConfigError(f"{needed}: missing (run the generation and annotation stages first)")
+    info = dist_info()
+    init_process_group(info)
+    device = resolve_device(config.common.device, info)
+    categories = read_json(gen_dir / "categories.json")
+    names = {c["id"]: c["name"] for c in categories}
+    annotated = [
+        r
+        for r in read_manifest(ann_dir / "manifest.jsonl")
+        if r["status"] == "ok" and (cfg.methods is None or r["method"] in cfg.methods)
+    ]
+    clip = _load_clip(cfg, config, device)
+    ids = sorted(names)
+    texts = dict(
+        zip(
+            ids,
+            clip.encode_texts([cfg.clip_score.template.format(name=display_name(names[i])) for i in ids]),
+            strict=True,
+        )
+    )
+
+    means: dict[int, np.ndarray] = {}
+    if cfg.inter_similarity.enabled:
+        resumable_map(
+            ids,
+            _RealMeans(clip, cfg, real_instances(cfg)),
+            out_dir,
+            "real_means",
+            id_of=lambda c: f"{c:05d}",
+            info=info,
+        )
+        for row in completed_rows(out_dir, "real_means").values():
+            if row.get("mean") is not None:
+                means[row["category_id"]] = np.asarray(row["mean"])
+
+    scorer = _Scorer(clip, cfg, gen_dir, texts, means)
+    resumable_map(annotated, scorer, out_dir, "scores", id_of=lambda r: r["id"], info=info, batch_size=cfg.batch_size)
+    scored = [completed_rows(out_dir, "scores")[r["id"]] for r in annotated]
+    errors = [r for r in scored if r.get("status") == "error"]
+    decided = decide([r for r in scored if r.get("status") != "error"], cfg)
+    decided += [{"annotation_id": r["id"], "keep": False, "reason": r["reason"], "status": "error"} for r in errors]
+
+    index = category_index(categories)
+    kept = [r for r in decided if r["keep"]]
+    rles = {r["annotation_id"]: r["rle"] for r in scored if r.get("status") != "error"}
+    writer = _PoolWriter(out_dir, gen_dir, index, rles)
+    resumable_map(kept, writer, out_dir, "pool_crops", id_of=lambda r: r["annotation_id"], info=info)
+    if not info.is_main:
+        return FiltrationRun(out_dir, gen_dir, categories, None)
+    write_manifest([{"id": r["annotation_id"], **r} for r in decided], out_dir / MANIFEST)
+    crops = completed_rows(out_dir, "pool_crops")
+    pools: dict[str, Path] = {}
+    per_model: dict[str, dict[int, list[PoolEntry]]] = defaultdict(lambda: defaultdict(list))
+    for r in kept:
+        crop = crops[r["annotation_id"]]
+        if crop.get("status") == "ok":
+            path = str((out_dir / crop["crop"]).resolve())
+            per_model[r["model"]][index[r["category_id"]]].append(PoolEntry(path, preprocessed=True))
+    for model, pool in per_model.items():
+        pools[model] = out_dir / f"pool_{model}.json"
+        write_instance_pool(dict(pool), pools[model])
+    pools["merged"] = out_dir / POOL
+    write_instance_pool(merge_instance_pools(*[dict(p) for p in per_model.values()]), pools["merged"])
+    return FiltrationRun(out_dir, gen_dir, categories, decided, pools)
+
+
+def summarize(run_: FiltrationRun) -> list[dict[str, Any]]:
+    """Per generator and prompt source: instances scored, kept, and the main drop reasons."""
+    rows = [r for r in run_.rows or [] if "model" in r]
+    table = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for source in dict.fromkeys(r["prompt_source"] for r in rows):
+            mine = [r for r in rows if r["model"] == model and r["prompt_source"] == source]
+            if mine:
+                reasons = [r["reason"] or "" for r in mine]
+                table.append(
+                    {
+                        "generator": model,
+                        "prompt source": source,
+                        "instances": len(mine),
+                        "kept": sum(r["keep"] for r in mine),
+                        "dropped: inter-similarity": sum("inter-similarity" in x for x in reasons),
+                        "dropped: CLIP score": sum("CLIP score" in x for x in reasons),
+                        "dropped: area": sum("area" in x for x in reasons),
+                    }
+                )
+    return table
+
+
+def pool_sizes(run_: FiltrationRun) -> dict[int, int]:
+    """Category id -> instances in the merged pool."""
+    from ..formats import read_instance_pool
+
+    by_index = {i: cid for cid, i in category_index(run_.categories).items()}
+    return {by_index[k]: len(v) for k, v in read_instance_pool(run_.pools["merged"]).items()}
+
+
+def save_figures(run_: FiltrationRun, config: Config) -> dict[str, Path]:
+    """Score distributions, kept fraction per group, threshold galleries and pool sizes, as PNGs."""
+    from ..viz import save_figure
+    from .figures import plot_kept_fraction, plot_pool_sizes, plot_score_distributions, plot_threshold_gallery
+
+    cfg: FiltrationConfig = config.section("filtration")
+    figures = config.common.output_dir / "figures"
+    rows = [r for r in run_.rows or [] if "model" in r]
+    thresholds = {"clip_score": cfg.clip_score.min_clip, "inter_similarity": cfg.inter_similarity.threshold}
+    paths = {
+        "scores": save_figure(plot_score_distributions(rows, thresholds), figures / "filtration_scores.png"),
+        "kept": save_figure(plot_kept_fraction(rows, run_.categories), figures / "filtration_kept.png"),
+        "pool": save_figure(plot_pool_sizes(pool_sizes(run_), run_.categories), figures / "filtration_pool.png"),
+    }
+    for score, threshold in thresholds.items():
+        if any(r.get(score) is not None for r in rows):
+            fig = plot_threshold_gallery(rows, run_.generation_dir, score, threshold, cfg.gallery)
+            paths[f"gallery_{score}"] = save_figure(fig, figures / f"filtration_gallery_{score}.png")
+    return paths
