@@ -24,7 +24,7 @@ import numpy as np
 
 from ..config import Config, ConfigError
 from ..crops import generated_instance, instance_crop
-from ..distributed import dist_info, init_process_group, resolve_device, resumable_map
+from ..distributed import barrier, dist_info, init_process_group, resolve_device, resumable_map
 from ..errors import InputError
 from ..formats import (
     PoolEntry,
@@ -200,7 +200,12 @@ def _load_clip(cfg: FiltrationConfig, config: Config, device: str) -> Any:
 
     if cfg.clip.toy:
         world = load_toyworld(cfg.real.annotations.parent)
-        toy = clip_models.toy_clip(world, cfg.toy_clip, config.common.output_dir / "clip", device)
+        cache = config.common.output_dir / "clip"
+        if not dist_info().is_main:
+            barrier()  # rank 0 trains (or finds) the toy CLIP first; the others then load its cache
+        toy = clip_models.toy_clip(world, cfg.toy_clip, cache, device)
+        if dist_info().is_main:
+            barrier()
         log.info("toy CLIP (%s): zero-shot val accuracy %.3f", toy.checkpoint, toy.info["zero_shot_val_accuracy"])
         return toy.clip
     return clip_models.load_clip(cfg.clip.name, cfg.clip.pretrained, device, cfg.clip.allow_download)
