@@ -118,7 +118,7 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
                 continue
         fail(" or ".join(_type_name(a) for a in args))
     if hint_origin is Literal:
-        if value not in typing.get_args(tp):
+        if not any(value == a and type(value) is type(a) for a in typing.get_args(tp)):  # True is not 1
             fail("one of " + ", ".join(repr(a) for a in typing.get_args(tp)))
         return value
     if hint_origin in (list, tuple):

@@ -40,6 +40,7 @@ def test_stage_file_overrides_common_and_set_overrides_both(tmp_path):
         ("toyworld:\n  n_imgs: 3\n", r"a\.yaml: unknown key 'toyworld\.n_imgs'"),
         ("toyworld:\n  n_train_images: many\n", r"a\.yaml: toyworld\.n_train_images: expected an integer, got 'many'"),
         ("seed: true\n", r"a\.yaml: seed: expected an integer"),
+        ("device: 1\n", r"a\.yaml: device: expected one of 'cpu', 'cuda', 'auto', got 1"),
         ("toyworld: 3\n", r"a\.yaml: toyworld: expected a mapping"),
         ("toyworld:\n  frequency_split: [0.5, 0.5]\n", r"toyworld\.frequency_split: expected a list of 3 values"),
     ],

@@ -208,6 +208,10 @@ class SamBackgroundOptions:
     mask_choice: MaskChoice = 2
     autocast: Autocast = "auto"
 
+    def __post_init__(self) -> None:
+        if self.corner_margin < 0:
+            raise ValueError(f"corner_margin: expected an integer >= 0, got {self.corner_margin}")
+
 
 @dataclass(frozen=True)
 class SamForegroundOptions:
@@ -228,17 +232,10 @@ class _SamAnnotator:
         where = f"annotation method {config.name}"
         self.config = config
         self.options = parse_options(self.options_cls, config.options, f"{where} options")
-        self._check_options(f"{where} options")
         self.device = torch.device(device)
         self.autocast = autocast_dtype(self.options.autocast, self.device)
         self.model = load_sam(config.checkpoint, config.model_type, self.device, where)
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
-
-    def _check_options(self, where: str) -> None:
-        """What the option types cannot say (a YAML ``true`` or ``2.0`` passes as a ``Literal[..., 2]``)."""
-        choice = self.options.mask_choice
-        if type(choice) is not int and choice != "best_score":
-            raise ConfigError(f"{where}: mask_choice: expected one of 0, 1, 2, 'best_score', got {choice!r}")
 
     def prompt_points(self, height: int, width: int) -> np.ndarray:
         """The positive point prompts, (x, y), shape (N, 2), of an image of this size."""
@@ -284,11 +281,6 @@ class SamBackgroundAnnotator(_SamAnnotator):
 
     options_cls = SamBackgroundOptions
     invert = True
-
-    def _check_options(self, where: str) -> None:
-        super()._check_options(where)
-        if self.options.corner_margin < 0:
-            raise ConfigError(f"{where}: corner_margin: expected an integer >= 0, got {self.options.corner_margin}")
 
     def prompt_points(self, height: int, width: int) -> np.ndarray:
         return corner_points(height, width, self.options.corner_margin)
