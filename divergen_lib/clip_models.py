@@ -306,3 +306,34 @@ def toy_clip(world: ToyWorld, cfg: ToyClipConfig, cache_dir: str | Path, device:
     }
     write_json(info, info_path, indent=2)
     return ToyClip(loaded, checkpoint, info, trained=True)
+
+
+@dataclass(frozen=True)
+class ClipChoice:
+    """The CLIP that embeds images and texts: an open_clip model by config name and pretrained tag or local
+    file (paper: ``ViT-L-14`` / ``openai``), or the TOY CLIP (``toy: true``), trained once on a toy world and
+    cached."""
+
+    name: str = "ViT-L-14"
+    pretrained: str | None = "openai"
+    toy: bool = False
+    allow_download: bool = False
+
+
+def configured_clip(
+    choice: ClipChoice, toy_cfg: ToyClipConfig, world_dir: str | Path, cache_dir: str | Path, device: str
+) -> ClipModel:
+    """The CLIP a params file asks for: the toy CLIP of the toy world at ``world_dir`` (trained by rank 0 if not
+    cached yet, then loaded by every rank) or an open_clip model."""
+    from .distributed import barrier, dist_info
+    from .toyworld import load_toyworld
+
+    if not choice.toy:
+        return load_clip(choice.name, choice.pretrained, device, choice.allow_download)
+    world = load_toyworld(world_dir)
+    if not dist_info().is_main:
+        barrier()  # rank 0 trains (or finds) the toy CLIP first; the others then load its cache
+    toy = toy_clip(world, toy_cfg, cache_dir, device)
+    if dist_info().is_main:
+        barrier()
+    return toy.clip

@@ -6,20 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..clip_models import ToyClipConfig
+from ..clip_models import ClipChoice, ToyClipConfig
 from ..config import ConfigError
-
-
-@dataclass(frozen=True)
-class ClipChoice:
-    """The CLIP that embeds images and texts: an open_clip model by config name and pretrained tag or local
-    file (paper: ``ViT-L-14`` / ``openai``), or the TOY CLIP (``toy: true``), trained once on the toy world
-    whose ``train.json`` is ``filtration.real.annotations`` (settings: ``filtration.toy_clip``) and cached."""
-
-    name: str = "ViT-L-14"
-    pretrained: str | None = "openai"
-    toy: bool = False
-    allow_download: bool = False
 
 
 @dataclass(frozen=True)

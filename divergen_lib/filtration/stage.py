@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from ..clip_models import configured_clip
 from ..config import Config, ConfigError
 from ..crops import generated_instance, instance_crop
-from ..distributed import barrier, dist_info, init_process_group, resolve_device, resumable_map
+from ..distributed import dist_info, init_process_group, resolve_device, resumable_map
 from ..errors import InputError
 from ..formats import (
     PoolEntry,
@@ -193,24 +194,6 @@ class _PoolWriter:
         return {"status": "ok", "model": row["model"], "category_id": row["category_id"], "crop": relpath}
 
 
-def _load_clip(cfg: FiltrationConfig, config: Config, device: str) -> Any:
-    """The CLIP of ``filtration.clip``: the toy CLIP (trained once, then cached) or an open_clip model."""
-    from .. import clip_models
-    from ..toyworld import load_toyworld
-
-    if cfg.clip.toy:
-        world = load_toyworld(cfg.real.annotations.parent)
-        cache = config.common.output_dir / "clip"
-        if not dist_info().is_main:
-            barrier()  # rank 0 trains (or finds) the toy CLIP first; the others then load its cache
-        toy = clip_models.toy_clip(world, cfg.toy_clip, cache, device)
-        if dist_info().is_main:
-            barrier()
-        log.info("toy CLIP (%s): zero-shot val accuracy %.3f", toy.checkpoint, toy.info["zero_shot_val_accuracy"])
-        return toy.clip
-    return clip_models.load_clip(cfg.clip.name, cfg.clip.pretrained, device, cfg.clip.allow_download)
-
-
 def run(config: Config) -> FiltrationRun:
     """Score, decide and build the pool for every annotated instance (``filtration/``)."""
     from ..distributed import completed_rows
@@ -233,7 +216,9 @@ def run(config: Config) -> FiltrationRun:
         for r in read_manifest(ann_dir / "manifest.jsonl")
         if r["status"] == "ok" and (cfg.methods is None or r["method"] in cfg.methods)
     ]
-    clip = _load_clip(cfg, config, device)
+    clip = configured_clip(
+        cfg.clip, cfg.toy_clip, cfg.real.annotations.parent, config.common.output_dir / "clip", device
+    )
     ids = sorted(names)
     texts = dict(
         zip(
