@@ -20,6 +20,7 @@ STAGES = {
     "generate": "divergen_lib.generation.stage:run",
     "annotate": "divergen_lib.annotation.stage:run",
     "filter": "divergen_lib.filtration.stage:run",
+    "analyze": "divergen_lib.analysis.stage:run",
 }
 
 

@@ -52,6 +52,7 @@ SECTIONS: dict[str, str | type] = {
     "generation": "divergen_lib.generation.stage:GenerationConfig",
     "annotation": "divergen_lib.annotation.stage:AnnotationConfig",
     "filtration": "divergen_lib.filtration.config:FiltrationConfig",
+    "analysis": "divergen_lib.analysis.stage:AnalysisConfig",
 }
 
 
