@@ -249,8 +249,11 @@ def save_figures(run_: AnalysisRun, config: Config) -> dict[str, Path]:
     chosen, sources, ids = [], [], []
     for name, s in run_.sets.items():
         rows = np.arange(len(s.embeddings))
-        if len(rows) > cfg.map_points_per_set:
-            rows = np.sort(rng.choice(rows, cfg.map_points_per_set, replace=False))
+        if len(rows) > cfg.map_points_per_set:  # every rare-category point stays, the rest is sampled
+            rare = np.isin(s.category_ids, run_.rare_ids)
+            budget = max(cfg.map_points_per_set - int(rare.sum()), 0)
+            others = rng.choice(rows[~rare], min(budget, int((~rare).sum())), replace=False)
+            rows = np.sort(np.concatenate([rows[rare], others]))
         chosen.append(s.embeddings[rows])
         sources += [name] * len(rows)
         ids.append(s.category_ids[rows])
