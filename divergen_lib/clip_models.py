@@ -34,8 +34,8 @@ from open_clip.transform import merge_preprocess_dict
 from PIL import Image
 
 from .config import ConfigError
-from .crops import instance_crop
-from .formats import atomic_open, read_image, read_json, read_lvis, rle_to_mask, segmentation_to_rle, write_json
+from .crops import annotation_crops
+from .formats import atomic_open, read_json, read_lvis, write_json
 from .toyworld import ToyWorld
 
 TOY_CLIP_CONFIGS = Path(__file__).with_name("clip_configs")
@@ -204,18 +204,9 @@ def world_crops(world: ToyWorld, split: str, padding: int) -> tuple[list[np.ndar
     categories = sorted(data["categories"], key=lambda c: c["id"])
     index = {c["id"]: i for i, c in enumerate(categories)}
     images = {im["id"]: im for im in data["images"]}
-    crops, labels = [], []
-    by_image: dict[int, list[dict[str, Any]]] = {}
-    for ann in data["annotations"]:
-        by_image.setdefault(ann["image_id"], []).append(ann)
-    for image_id, anns in sorted(by_image.items()):
-        meta = images[image_id]
-        pixels = read_image(world.image_path(meta["file_name"]))
-        for ann in anns:
-            mask = rle_to_mask(segmentation_to_rle(ann["segmentation"], meta["height"], meta["width"]))
-            if mask.any():
-                crops.append(instance_crop(pixels, mask, padding=padding))
-                labels.append(index[ann["category_id"]])
+    anns = sorted(data["annotations"], key=lambda a: a["image_id"])  # stable: file order within an image
+    crops, used = annotation_crops(images, anns, world.root, padding=padding)
+    labels = [index[a["category_id"]] for a in used]
     return crops, labels, [c["name"] for c in categories]
 
 

@@ -9,12 +9,18 @@ the CLIP score).
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import cv2
 import numpy as np
 
 from .errors import InputError
+from .formats import annotation_mask, image_file, read_image
+
+log = logging.getLogger(__name__)
 
 Fill = Literal["blur", "white", "black", "original"]
 
@@ -64,3 +70,34 @@ def generated_instance(image: np.ndarray, mask: np.ndarray, background: tuple[in
     mask = _check(image, mask)
     colour = np.asarray(background, dtype=image.dtype)
     return np.where(mask[..., None], image, colour)
+
+
+def annotation_crops(
+    images: dict[int, dict[str, Any]],
+    annotations: Sequence[dict[str, Any]],
+    image_root: str | os.PathLike,
+    padding: int = 40,
+    blur_kernel: int = 10,
+) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    """:func:`instance_crop` of each LVIS/COCO annotation (``images``: image id -> image info), in order.
+
+    Each image is read once per run of consecutive annotations on it. Annotations whose image is unreadable or
+    whose mask is empty are skipped with a warning; returns the crops and the annotations they belong to.
+    """
+    crops, used = [], []
+    cached_id, pixels = None, None
+    for ann in annotations:
+        info = images[ann["image_id"]]
+        if ann["image_id"] != cached_id:
+            cached_id = ann["image_id"]
+            try:
+                pixels = read_image(image_file(info, image_root))
+            except InputError as err:
+                log.warning("image %s skipped: %s", cached_id, err)
+                pixels = None
+        mask = annotation_mask(ann, info["height"], info["width"])
+        if pixels is None or not mask.any():
+            continue
+        crops.append(instance_crop(pixels, mask, padding=padding, blur_kernel=blur_kernel))
+        used.append(ann)
+    return crops, used

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from .formats import InstancePool, mask_bbox, mask_to_rle, read_image, rle_to_mask, segmentation_to_rle
+from .formats import InstancePool, annotation_mask, mask_bbox, mask_to_rle, read_image
 
 KEEP_SHIFT_PX = 10
 KEEP_AREA_PX = 300
@@ -91,7 +91,7 @@ def _place(rgba: np.ndarray, height: int, width: int, rng: np.random.Generator) 
 def _mask_of(ann: dict[str, Any], height: int, width: int) -> np.ndarray:
     if "mask" in ann:
         return ann["mask"]
-    return rle_to_mask(segmentation_to_rle(ann["segmentation"], height, width))
+    return annotation_mask(ann, height, width)
 
 
 def paste_instances(

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .formats import read_image, rle_to_mask, segmentation_to_rle  # noqa: E402
+from .formats import annotation_mask, image_file, read_image  # noqa: E402
 
 FREQUENCY_COLOURS = {"r": "#d62728", "c": "#ff7f0e", "f": "#1f77b4"}
 FREQUENCY_NAMES = {"r": "rare", "c": "common", "f": "frequent"}
@@ -36,7 +36,7 @@ def overlay_instances(image: np.ndarray, masks: Sequence[np.ndarray], alpha: flo
 def annotation_masks(dataset: dict[str, Any], image: dict[str, Any]) -> list[tuple[dict[str, Any], np.ndarray]]:
     """(annotation, boolean mask) pairs of one image of an LVIS/COCO dict."""
     anns = [a for a in dataset["annotations"] if a["image_id"] == image["id"]]
-    return [(a, rle_to_mask(segmentation_to_rle(a["segmentation"], image["height"], image["width"]))) for a in anns]
+    return [(a, annotation_mask(a, image["height"], image["width"])) for a in anns]
 
 
 def plot_examples(
@@ -49,7 +49,7 @@ def plot_examples(
     fig, axes = plt.subplots(2, len(picks), figsize=(2.2 * len(picks), 4.8), squeeze=False)
     for col, idx in enumerate(picks):
         info = dataset["images"][idx]
-        pixels = read_image(Path(image_root) / info["file_name"])
+        pixels = read_image(image_file(info, image_root))
         pairs = annotation_masks(dataset, info)
         axes[0, col].imshow(pixels)
         axes[1, col].imshow(overlay_instances(pixels, [m for _, m in pairs], seed=col))
@@ -93,8 +93,8 @@ def instance_crops(
     crops = []
     for ann in (a for a in dataset["annotations"] if a["category_id"] == category_id):
         info = images[ann["image_id"]]
-        pixels = read_image(Path(image_root) / info["file_name"])
-        mask = rle_to_mask(segmentation_to_rle(ann["segmentation"], info["height"], info["width"]))
+        pixels = read_image(image_file(info, image_root))
+        mask = annotation_mask(ann, info["height"], info["width"])
         x, y, w, h = (int(v) for v in ann["bbox"])
         y0, x0 = max(0, y - pad), max(0, x - pad)
         crop = np.where(mask[..., None], pixels, 200)[y0 : y + h + pad, x0 : x + w + pad]

@@ -55,7 +55,7 @@ def test_embeddings_are_cached_and_reused(analysed, monkeypatch):
     def no_embedding(*args, **kwargs):
         raise AssertionError("embeddings were recomputed")
 
-    monkeypatch.setattr(analysis, "instance_crop", no_embedding)
+    monkeypatch.setattr(analysis, "annotation_crops", no_embedding)
     monkeypatch.setattr(analysis, "build_generator", no_embedding)
     again = analysis.run(config)
     assert again.table == run.table

@@ -235,3 +235,27 @@ def test_malformed_pool_is_one_clear_error(tmp_path, raw, message):
     write_json(raw, tmp_path / "p.json")
     with pytest.raises(FormatError, match=message):
         read_instance_pool(tmp_path / "p.json")
+
+
+def test_image_file_follows_file_name_or_lvis_coco_url(tmp_path):
+    from divergen_lib.formats import image_file
+
+    assert image_file({"file_name": "train/1.png"}, tmp_path) == tmp_path / "train/1.png"
+    lvis = {"coco_url": "http://images.cocodataset.org/train2017/000000391895.jpg"}
+    assert image_file(lvis, tmp_path) == tmp_path / "train2017" / "000000391895.jpg"
+
+
+def test_annotation_crops_skip_unreadable_images_and_keep_order(tmp_path):
+    from divergen_lib.crops import annotation_crops
+
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    write_png(rgb, tmp_path / "a.png")
+    mask = np.zeros((20, 30), bool)
+    mask[5:10, 8:20] = True
+    images = {
+        1: {"id": 1, "file_name": "a.png", "height": 20, "width": 30},
+        2: {"id": 2, "file_name": "missing.png", "height": 20, "width": 30},
+    }
+    anns = [{"id": k, "image_id": i, "segmentation": mask_to_rle(mask)} for k, i in ((1, 1), (2, 2), (3, 1))]
+    crops, used = annotation_crops(images, anns, tmp_path, padding=2)
+    assert [a["id"] for a in used] == [1, 3] and crops[0].shape == (9, 16, 3)

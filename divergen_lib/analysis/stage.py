@@ -19,9 +19,9 @@ import numpy as np
 
 from ..clip_models import ClipChoice, ClipModel, ToyClipConfig, configured_clip
 from ..config import Config, check_named_list
-from ..crops import instance_crop
+from ..crops import annotation_crops
 from ..distributed import resolve_device
-from ..formats import atomic_open, read_image, read_lvis, rle_to_mask, segmentation_to_rle, write_json
+from ..formats import atomic_open, read_lvis, write_json
 from ..generation.base import ModelConfig, build_generator
 from ..generation.stage import CategorySelection, build_prompts, plan_requests, resolve_categories
 from ..prompts import PromptConfig
@@ -110,14 +110,8 @@ def real_set(name: str, annotations: Path, cfg: AnalysisConfig, clip: ClipModel,
         if cfg.max_real is not None and len(anns) > cfg.max_real:
             keep = np.random.default_rng(seed).choice(len(anns), cfg.max_real, replace=False)
             anns = [anns[i] for i in sorted(keep)]
-        crops, ids = [], []
-        for ann in anns:
-            info = images[ann["image_id"]]
-            image = read_image(cfg.image_root / info.get("file_name", "/".join(info["coco_url"].split("/")[-2:])))
-            mask = rle_to_mask(segmentation_to_rle(ann["segmentation"], info["height"], info["width"]))
-            if mask.any():
-                crops.append(instance_crop(image, mask, padding=cfg.crop_padding))
-                ids.append(ann["category_id"])
+        crops, used = annotation_crops(images, anns, cfg.image_root, padding=cfg.crop_padding)
+        ids = [a["category_id"] for a in used]
         return clip.encode_images(crops), np.asarray(ids)
 
     return EmbeddedSet(name, *_cached(cache / f"{name}-{key}.npz", make))

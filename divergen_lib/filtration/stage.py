@@ -24,9 +24,8 @@ import numpy as np
 
 from ..clip_models import configured_clip
 from ..config import Config, ConfigError
-from ..crops import generated_instance, instance_crop
+from ..crops import annotation_crops, generated_instance
 from ..distributed import dist_info, init_process_group, resolve_device, resumable_map
-from ..errors import InputError
 from ..formats import (
     PoolEntry,
     category_index,
@@ -36,7 +35,6 @@ from ..formats import (
     read_lvis,
     read_manifest,
     rle_to_mask,
-    segmentation_to_rle,
     write_instance_pool,
     write_manifest,
     write_png,
@@ -66,43 +64,26 @@ class FiltrationRun:
         return self.out_dir / MANIFEST
 
 
-def real_image_path(image: dict[str, Any], root: Path) -> Path:
-    """Where an LVIS/COCO image is: ``file_name`` under ``root``, else the last two parts of ``coco_url``."""
-    if "file_name" in image:
-        return root / image["file_name"]
-    return root.joinpath(*image["coco_url"].split("/")[-2:])
-
-
-def real_instances(cfg: FiltrationConfig) -> dict[int, list[tuple[dict[str, Any], dict[str, Any]]]]:
-    """Category id -> [(image info, annotation)] of the real training instances, in annotation id order."""
+def real_instances(cfg: FiltrationConfig) -> tuple[dict[int, dict[str, Any]], dict[int, list[dict[str, Any]]]]:
+    """The real training images by id, and category id -> its annotations in id order (capped if asked)."""
     data = read_lvis(cfg.real.annotations)
-    images = {img["id"]: img for img in data["images"]}
     by_category: dict[int, list] = defaultdict(list)
     for ann in sorted(data["annotations"], key=lambda a: a["id"]):
-        by_category[ann["category_id"]].append((images[ann["image_id"]], ann))
+        by_category[ann["category_id"]].append(ann)
     cap = cfg.inter_similarity.max_real_per_category
-    return {cid: pairs[:cap] if cap else pairs for cid, pairs in by_category.items()}
+    return {img["id"]: img for img in data["images"]}, {c: a[:cap] if cap else a for c, a in by_category.items()}
 
 
 class _RealMeans:
     """One category's real crops -> the mean of their normalised CLIP embeddings."""
 
-    def __init__(self, clip: Any, cfg: FiltrationConfig, instances: dict[int, list]) -> None:
-        self.clip, self.cfg, self.instances = clip, cfg, instances
+    def __init__(self, clip: Any, cfg: FiltrationConfig, images: dict, annotations: dict[int, list]) -> None:
+        self.clip, self.cfg, self.images, self.annotations = clip, cfg, images, annotations
 
     def __call__(self, category_id: int) -> dict[str, Any]:
-        crops = []
-        for image_info, ann in self.instances.get(category_id, []):
-            try:
-                image = read_image(real_image_path(image_info, self.cfg.real.image_root))
-            except InputError as err:
-                log.warning("real instance %s skipped: %s", ann["id"], err)
-                continue
-            rle = segmentation_to_rle(ann["segmentation"], image_info["height"], image_info["width"])
-            mask = rle_to_mask(rle)
-            if mask.any():
-                sim = self.cfg.inter_similarity
-                crops.append(instance_crop(image, mask, padding=sim.crop_padding, blur_kernel=sim.blur_kernel))
+        sim = self.cfg.inter_similarity
+        anns = self.annotations.get(category_id, [])
+        crops, _ = annotation_crops(self.images, anns, self.cfg.real.image_root, sim.crop_padding, sim.blur_kernel)
         if not crops:
             return {"category_id": category_id, "n_real": 0, "mean": None}
         mean = category_mean(self.clip.encode_images(crops))
@@ -232,7 +213,7 @@ def run(config: Config) -> FiltrationRun:
     if cfg.inter_similarity.enabled:
         resumable_map(
             ids,
-            _RealMeans(clip, cfg, real_instances(cfg)),
+            _RealMeans(clip, cfg, *real_instances(cfg)),
             out_dir,
             "real_means",
             id_of=lambda c: f"{c:05d}",

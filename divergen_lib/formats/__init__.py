@@ -20,10 +20,12 @@ from .instance_pool import (
     write_instance_pool,
 )
 from .lvis_json import (
+    annotation_mask,
     assign_frequencies,
     category_index,
     frequency_of,
     frequency_thresholds,
+    image_file,
     read_lvis,
     validate_lvis,
     write_lvis,
@@ -33,6 +35,8 @@ from .masks import mask_bbox, mask_to_rle, rle_area, rle_bbox, rle_to_mask, segm
 
 __all__ = [
     "FormatError",
+    "annotation_mask",
+    "image_file",
     "InstancePool",
     "PoolEntry",
     "append_row",

@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .atomic import read_json, write_json
 from .errors import FormatError
+from .masks import rle_to_mask, segmentation_to_rle
 
 IMAGE_KEYS = ("id", "width", "height")
 ANNOTATION_KEYS = ("id", "image_id", "category_id", "bbox", "area", "segmentation")
@@ -140,3 +144,16 @@ def write_lvis(data: dict[str, Any], path: str | os.PathLike, validate: bool = T
 def category_index(categories: list[dict[str, Any]]) -> dict[int, int]:
     """Map 1-based category ids to 0-based contiguous indices in id order (the pool and classifier order)."""
     return {cid: i for i, cid in enumerate(sorted(c["id"] for c in categories))}
+
+
+def image_file(image: dict[str, Any], root: str | os.PathLike) -> Path:
+    """Where an LVIS/COCO image is: ``file_name`` under ``root``, else the last two parts of ``coco_url``
+    (LVIS v1 has no ``file_name``; its ``coco_url`` ends in ``train2017/<id>.jpg``)."""
+    if "file_name" in image:
+        return Path(root) / image["file_name"]
+    return Path(root).joinpath(*image["coco_url"].split("/")[-2:])
+
+
+def annotation_mask(annotation: dict[str, Any], height: int, width: int) -> np.ndarray:
+    """The boolean mask of an annotation, whatever its segmentation format."""
+    return rle_to_mask(segmentation_to_rle(annotation["segmentation"], height, width))
