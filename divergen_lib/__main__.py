@@ -21,6 +21,7 @@ STAGES = {
     "annotate": "divergen_lib.annotation.stage:run",
     "filter": "divergen_lib.filtration.stage:run",
     "analyze": "divergen_lib.analysis.stage:run",
+    "train": "divergen_lib.training.stage:run",
 }
 
 

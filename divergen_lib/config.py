@@ -53,6 +53,7 @@ SECTIONS: dict[str, str | type] = {
     "annotation": "divergen_lib.annotation.stage:AnnotationConfig",
     "filtration": "divergen_lib.filtration.config:FiltrationConfig",
     "analysis": "divergen_lib.analysis.stage:AnalysisConfig",
+    "training": "divergen_lib.training.config:TrainingConfig",
 }
 
 

@@ -1,0 +1,63 @@
+"""LVIS results json, written the same way by every engine.
+
+A results file is the list LVIS/COCO evaluation reads: one dict per detection with ``image_id``,
+``category_id`` (the dataset's id, not a classifier index), ``score``, ``bbox`` as ``[x, y, w, h]`` and,
+when masks were predicted, a compressed-RLE ``segmentation``. At most ``max_per_image`` (LVIS: 300)
+detections per image are kept, the highest-scoring ones.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..formats import mask_to_rle, read_json, write_json
+from ..formats.errors import FormatError
+from .lvis_metrics import MAX_DETS, top_detections
+
+
+def detections_to_results(
+    image_id: int,
+    boxes_xyxy: np.ndarray,
+    scores: np.ndarray,
+    category_ids: Sequence[int] | np.ndarray,
+    masks: np.ndarray | None = None,
+    max_per_image: int = MAX_DETS,
+) -> list[dict[str, Any]]:
+    """One image's detections as results dicts: boxes ``N×4`` in ``x0, y0, x1, y1`` pixels, ``scores`` ``N``,
+    dataset category ids ``N``, optional boolean masks ``N×H×W``; the top ``max_per_image`` by score."""
+    boxes_xyxy = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if not len(boxes_xyxy) == len(scores) == len(category_ids) or (masks is not None and len(masks) != len(scores)):
+        raise ValueError("boxes, scores, category ids and masks must have one entry per detection")
+    order = np.argsort(-scores, kind="stable")[:max_per_image]
+    results = []
+    for i in order:
+        x0, y0, x1, y1 = (float(v) for v in boxes_xyxy[i])
+        det = {
+            "image_id": int(image_id),
+            "category_id": int(category_ids[i]),
+            "score": float(scores[i]),
+            "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+        }
+        if masks is not None:
+            det["segmentation"] = mask_to_rle(np.asarray(masks[i], dtype=bool))
+        results.append(det)
+    return results
+
+
+def write_results(results: list[dict[str, Any]], path: str | os.PathLike, max_per_image: int = MAX_DETS) -> None:
+    """Write detections as an LVIS results json (atomically), each image cut to its top ``max_per_image``."""
+    write_json(top_detections(results, max_per_image), path)
+
+
+def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read an LVIS results json; a file that is not a list of detections raises FormatError."""
+    data = read_json(path)
+    keys = {"image_id", "category_id", "score", "bbox"}
+    if not isinstance(data, list) or any(not isinstance(d, dict) or not keys <= d.keys() for d in data):
+        raise FormatError(f"{path}: expected a list of detections with {', '.join(sorted(keys))}")
+    return data

@@ -1,0 +1,163 @@
+"""Parameters of the training stage (the ``training`` section of a params file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ..config import InputPath, check_named_list
+from ..paste import PasteConfig
+
+
+@dataclass(frozen=True)
+class DatasetSplit:
+    """An LVIS-format json and the folder its images are under."""
+
+    annotations: InputPath
+    image_root: InputPath
+
+
+@dataclass(frozen=True)
+class TorchvisionModel:
+    """torchvision Mask R-CNN. From scratch (``backbone_weights: null``) BatchNorm must be trainable (frozen BN
+    with random statistics diverges to NaN) and ``min_size``/``max_size`` must be set, or images are upscaled
+    to 800 px. ``backbone_weights``: a local ImageNet state dict (.pth/.safetensors) of the ResNet."""
+
+    backbone: Literal["resnet18", "resnet34", "resnet50", "resnet101"] = "resnet50"
+    backbone_weights: InputPath | None = None
+    frozen_batchnorm: bool = False
+    trainable_layers: int = 5
+    min_size: int = 800
+    max_size: int = 1333
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+
+    def __post_init__(self) -> None:
+        if len(self.anchor_sizes) != 5:
+            raise ValueError("anchor_sizes needs one size per FPN level (5)")
+        if not 0 <= self.trainable_layers <= 5:
+            raise ValueError("trainable_layers must be within 0..5")
+        if self.min_size < 32 or self.max_size < self.min_size:
+            raise ValueError("min_size must be >= 32 and max_size >= min_size")
+
+
+@dataclass(frozen=True)
+class Solver:
+    """Optimisation: ``iterations`` steps of ``batch_size`` images (over all processes), linear warm-up, then
+    a cosine or step decay; gradient clipping by value (detectron2's default) when ``grad_clip`` is set."""
+
+    iterations: int = 90000
+    batch_size: int = 16
+    lr: float = 0.02
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iterations: int = 1000
+    warmup_factor: float = 1e-3
+    schedule: Literal["cosine", "step"] = "cosine"
+    steps: tuple[float, ...] = (0.67, 0.89)
+    grad_clip: float | None = None
+    amp: bool = True
+    ema: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1 or self.batch_size < 1:
+            raise ValueError("iterations and batch_size must be >= 1")
+        if self.lr <= 0:
+            raise ValueError("lr must be > 0")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError("ema must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    """Inference: LVIS keeps at most 300 detections per image; detectron2's LVIS configs use score 1e-4."""
+
+    score_threshold: float = 1e-4
+    max_detections: int = 300
+    mask_threshold: float = 0.5
+    batch_size: int = 4
+
+
+@dataclass(frozen=True)
+class Detectron2Settings:
+    """detectron2 engine: ``config_file`` is a detectron2 yaml (default: the model zoo's LVIS v1 Mask R-CNN
+    R50-FPN); ``opts`` are extra ``KEY VALUE`` overrides; ``num_gpus``/``num_machines``/``machine_rank``/
+    ``dist_url`` go to detectron2's ``launch``."""
+
+    config_file: str = "LVISv1-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
+    opts: list[str] = field(default_factory=list)
+    federated_loss: bool = True
+    num_gpus: int = 1
+    num_machines: int = 1
+    machine_rank: int = 0
+    dist_url: str = "auto"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: without ``pool`` a baseline; ``extra_categories`` trains the pool's categories beyond
+    the target set too (then truncates them away); ``seed`` defaults to the profile seed."""
+
+    name: str
+    pool: InputPath | None = None
+    extra_categories: bool = True
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or "/" in self.name:
+            raise ValueError(f"run name {self.name!r} must be non-empty and contain no '/'")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The ``training`` section. ``categories``: the category metadata the pools' indices refer to (targets and
+    extras, e.g. ``generation/categories.json``); without it the training json's categories."""
+
+    train: DatasetSplit
+    val: DatasetSplit
+    runs: list[RunSpec]
+    engine: Literal["torchvision", "detectron2"] = "torchvision"
+    categories: InputPath | None = None
+    model: TorchvisionModel = field(default_factory=TorchvisionModel)
+    solver: Solver = field(default_factory=Solver)
+    paste: PasteConfig = field(default_factory=PasteConfig)
+    test: TestSettings = field(default_factory=TestSettings)
+    detectron2: Detectron2Settings = field(default_factory=Detectron2Settings)
+    repeat_factor_threshold: float | None = 0.001
+    horizontal_flip: bool = True
+    num_workers: int = 2
+    checkpoint_period: int = 1000
+    log_period: int = 20
+    paste_examples: int = 6
+
+    def __post_init__(self) -> None:
+        check_named_list("training.runs", self.runs)
+        if self.engine == "torchvision" and self.model.frozen_batchnorm and self.model.backbone_weights is None:
+            raise ValueError("model.frozen_batchnorm needs model.backbone_weights: frozen random statistics diverge")
+        if self.checkpoint_period < 1 or self.log_period < 1:
+            raise ValueError("checkpoint_period and log_period must be >= 1")
+
+    def run(self, name: str) -> RunSpec:
+        """The run called ``name``."""
+        for spec in self.runs:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no run {name!r} (runs: {', '.join(r.name for r in self.runs)})")
+
+
+# Paths in results: training/<run>/...
+RUN_FILES = {
+    "log": "loss.jsonl",
+    "checkpoint": "last.pth",
+    "final": "model_final.pth",
+    "truncated": "model_final_truncated.pth",
+    "classes": "classes.json",
+    "results": "results_val.json",
+    "metrics": "metrics.json",
+}
+
+
+def run_dir(stage_dir: Path, run: str) -> Path:
+    """Folder of one run."""
+    return stage_dir / run

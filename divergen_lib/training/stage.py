@@ -1,0 +1,126 @@
+"""The ``train`` stage: every run of the ``training`` section, each in ``<output_dir>/training/<run>/``.
+
+A run writes ``classes.json`` (its classifier's categories), ``loss.jsonl``, ``last.pth`` (resumable),
+``model_final.pth`` and, when it trained extra categories, ``model_final_truncated.pth`` with the target
+rows only. Finished runs are skipped, interrupted ones resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..categories import read_category_metadata
+from ..config import Config
+from ..distributed import dist_info
+from ..formats import read_instance_pool, read_lvis, resolve_pool_paths, write_json
+from ..paste import area_prior
+from .classes import ClassMap, build_class_map, pool_by_category, write_class_map
+from .config import RUN_FILES, RunSpec, TrainingConfig, run_dir
+from .data import PasteSource, PoolCrops, Sample, TrainingStream
+from .sampling import RepeatFactorStream, repeat_factors
+from .truncation import truncate_checkpoint_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """Where a finished run's files are."""
+
+    name: str
+    out_dir: Path
+    classes: ClassMap
+    checkpoint: Path
+
+    @property
+    def eval_checkpoint(self) -> Path:
+        """The checkpoint to evaluate: the truncated one when extra categories were trained."""
+        return self.out_dir / RUN_FILES["truncated"] if self.classes.has_extras else self.checkpoint
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """A run's data, classes and paste source, as both engines consume them."""
+
+    train: dict[str, Any]
+    classes: ClassMap
+    paste: PasteSource | None
+    seed: int
+
+
+def run_inputs(cfg: TrainingConfig, spec: RunSpec, profile_seed: int) -> RunInputs:
+    """Read the training json and the run's pool; decide its classes."""
+    train = read_lvis(cfg.train.annotations)
+    metadata = read_category_metadata(cfg.categories) if cfg.categories else None
+    pool = resolve_pool_paths(read_instance_pool(spec.pool), spec.pool.parent) if spec.pool else None
+    classes = build_class_map(train["categories"], metadata, pool, spec.extra_categories)
+    paste = None
+    if pool is not None:
+        by_category = pool_by_category(pool, metadata or train["categories"], classes)
+        crops = {cid: PoolCrops(entries) for cid, entries in by_category.items()}
+        paste = PasteSource(crops, area_prior(train), cfg.paste)
+    return RunInputs(train, classes, paste, spec.seed if spec.seed is not None else profile_seed)
+
+
+def training_stream(cfg: TrainingConfig, inputs: RunInputs) -> TrainingStream:
+    """The torchvision Dataset of a run (repeat-factor stream, flip, paste)."""
+    threshold = cfg.repeat_factor_threshold
+    factors = repeat_factors(inputs.train, threshold) if threshold else np.ones(len(inputs.train["images"]))
+    stream = RepeatFactorStream(factors, inputs.seed)
+    return TrainingStream(
+        inputs.train, cfg.train.image_root, inputs.classes, stream, inputs.paste, cfg.horizontal_flip, inputs.seed
+    )
+
+
+def train_run(cfg: TrainingConfig, spec: RunSpec, out_dir: Path, profile_seed: int, device: str) -> RunOutput:
+    """Train one run (resuming if interrupted) and truncate it when it has extra categories."""
+    inputs = run_inputs(cfg, spec, profile_seed)
+    if dist_info().is_main:
+        write_class_map(inputs.classes, out_dir / RUN_FILES["classes"])
+        write_json(
+            {"run": spec.name, "pool": str(spec.pool) if spec.pool else None, "seed": inputs.seed}, out_dir / "run.json"
+        )
+    if cfg.engine == "detectron2":
+        from . import detectron2_engine
+
+        final = detectron2_engine.train(cfg, inputs, out_dir, device)
+    else:
+        from . import torchvision_engine
+
+        final = torchvision_engine.train(
+            training_stream(cfg, inputs),
+            inputs.classes,
+            cfg.model,
+            cfg.solver,
+            out_dir,
+            seed=inputs.seed,
+            device=device,
+            num_workers=cfg.num_workers,
+            checkpoint_period=cfg.checkpoint_period,
+            log_period=cfg.log_period,
+        )
+    output = RunOutput(spec.name, out_dir, inputs.classes, final)
+    if inputs.classes.has_extras and dist_info().is_main and not output.eval_checkpoint.is_file():
+        truncate_checkpoint_file(final, output.eval_checkpoint, inputs.classes, cfg.engine)
+    return output
+
+
+def run(config: Config) -> list[RunOutput]:
+    """Train every run of the ``training`` section in order."""
+    cfg: TrainingConfig = config.section("training")
+    stage_dir = config.stage_dir("training")
+    return [
+        train_run(cfg, spec, run_dir(stage_dir, spec.name), config.common.seed, config.common.device)
+        for spec in cfg.runs
+    ]
+
+
+def paste_examples(cfg: TrainingConfig, spec: RunSpec, profile_seed: int, n: int) -> list[Sample]:
+    """The first ``n`` training samples of a run, as the model sees them (for figures)."""
+    stream = training_stream(cfg, run_inputs(cfg, spec, profile_seed))
+    return [stream[position] for position in range(n)]
