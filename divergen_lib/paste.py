@@ -24,7 +24,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from .formats import InstancePool, mask_to_rle, read_image, rle_bbox, rle_to_mask, segmentation_to_rle
+from .formats import mask_to_rle, rle_bbox, rle_to_mask, segmentation_to_rle
 
 KEEP_SHIFT_PX = 10
 KEEP_AREA_PX = 300
@@ -52,13 +52,6 @@ def area_prior(dataset: dict[str, Any]) -> dict[int, tuple[float, float]]:
         w, h = ann["bbox"][2:]
         values[ann["category_id"]].append(np.sqrt(w * h / sizes[ann["image_id"]]))
     return {cid: (float(np.mean(v)), float(np.std(v))) for cid, v in values.items()}
-
-
-def load_pool_crops(pool: InstancePool, index_to_category: dict[int, int]) -> dict[int, list[np.ndarray]]:
-    """RGBA crops of a pool (preprocessed ``*`` entries), keyed by category id."""
-    return {
-        index_to_category[k]: [read_image(e.path, "RGBA") for e in entries] for k, entries in pool.items() if entries
-    }
 
 
 def _target_size(

@@ -78,16 +78,6 @@ def test_zero_samples_or_empty_pool_leave_the_image_alone(smoke_world):
     assert all(0 < m < 1 and s >= 0 for m, s in prior.values())
 
 
-def test_pool_crops_load_from_an_instance_pool_json(tmp_path):
-    from divergen_lib.formats import PoolEntry, read_instance_pool, write_instance_pool, write_png
-    from divergen_lib.paste import load_pool_crops
-
-    write_png(rgba(5, 7, (1, 2, 3)), tmp_path / "a.png")
-    write_instance_pool({4: [PoolEntry(str(tmp_path / "a.png"), preprocessed=True)]}, tmp_path / "pool.json")
-    crops = load_pool_crops(read_instance_pool(tmp_path / "pool.json"), {4: 5})
-    assert list(crops) == [5] and crops[5][0].shape == (5, 7, 4)
-
-
 def busy_scene(size=(150, 200)):
     """A noisy image with RLE, polygon and ``mask`` annotations (categories 101.., LVIS-style tight boxes), and crops
     of categories 2 and 3."""

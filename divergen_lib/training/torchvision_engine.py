@@ -48,6 +48,7 @@ def build_model(cfg: TorchvisionModel, num_classes: int, test: TestSettings | No
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
     from torchvision.ops.misc import FrozenBatchNorm2d
 
     norm = FrozenBatchNorm2d if cfg.frozen_batchnorm else nn.BatchNorm2d
@@ -56,6 +57,10 @@ def build_model(cfg: TorchvisionModel, num_classes: int, test: TestSettings | No
     )
     if cfg.backbone_weights is not None:
         _load_backbone_weights(backbone.body, Path(cfg.backbone_weights))
+    if cfg.fpn_channels != backbone.out_channels:
+        widths = [block[0].in_channels for block in backbone.fpn.inner_blocks]
+        backbone.fpn = FeaturePyramidNetwork(widths, cfg.fpn_channels, extra_blocks=LastLevelMaxPool())
+        backbone.out_channels = cfg.fpn_channels
     anchors = AnchorGenerator(tuple((s,) for s in cfg.anchor_sizes), ((0.5, 1.0, 2.0),) * len(cfg.anchor_sizes))
     test = test or TestSettings()
     return MaskRCNN(
@@ -64,6 +69,9 @@ def build_model(cfg: TorchvisionModel, num_classes: int, test: TestSettings | No
         min_size=cfg.min_size,
         max_size=cfg.max_size,
         rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=cfg.rpn_proposals_train,
+        rpn_post_nms_top_n_train=cfg.rpn_proposals_train,
+        box_batch_size_per_image=cfg.roi_batch_size,
         box_score_thresh=test.score_threshold,
         box_detections_per_img=test.max_detections,
     )
@@ -203,11 +211,12 @@ def train(
     state.model.train()
     bar = tqdm(total=solver.iterations, initial=state.step, desc=f"train {out_dir.name}", disable=not info.is_main)
     for samples in loader:
+        lr = state.optimizer.param_groups[0]["lr"]
         losses = _step(state, samples, solver, dev, seed, info)
         state.step += 1
         bar.update()
         if info.is_main and (state.step % log_period == 0 or state.step == solver.iterations):
-            _log(out_dir / "loss.jsonl", state, losses)
+            _log(out_dir / "loss.jsonl", state.step, lr, losses)
             bar.set_postfix(loss=f"{sum(losses.values()):.3f}")
         if state.step % checkpoint_period == 0 or state.step == solver.iterations:
             if info.is_main:
@@ -257,8 +266,9 @@ def _step(
     return {k: float(v.detach()) for k, v in loss_dict.items()}
 
 
-def _log(path: Path, state: TrainState, losses: dict[str, float]) -> None:
-    row = {"step": state.step, "lr": state.optimizer.param_groups[0]["lr"], "time": time.time(), **losses}
+def _log(path: Path, step: int, lr: float, losses: dict[str, float]) -> None:
+    """Append a row of the loss log: the step just taken (1-based), its learning rate and losses."""
+    row = {"step": step, "lr": lr, "time": time.time(), **losses}
     row["loss"] = sum(losses.values())
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
@@ -323,7 +333,7 @@ def predict(
     for start in tqdm(range(0, len(images), test.batch_size), desc="predict", unit="batch"):
         batch = images[start : start + test.batch_size]
         tensors = [
-            torch.from_numpy(read_image(image_file(img, image_root))).permute(2, 0, 1).float().div(255).to(dev)
+            torch.tensor(read_image(image_file(img, image_root))).permute(2, 0, 1).float().div(255).to(dev)
             for img in batch
         ]
         for img, out in zip(batch, model(tensors), strict=True):

@@ -1,0 +1,304 @@
+"""Training: classes, sampling, samples with pastes, truncation, and the torchvision engine end to end on CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from divergen_lib.config import load_config
+from divergen_lib.errors import InputError
+from divergen_lib.evaluation import evaluate_lvis
+from divergen_lib.formats import PoolEntry, mask_bbox, read_instance_pool, read_lvis, write_instance_pool, write_png
+from divergen_lib.training import ClassMap, build_class_map, truncate_checkpoint, truncate_state_dict
+from divergen_lib.training import torchvision_engine as engine
+from divergen_lib.training.checkpoints import load_checkpoint, save_checkpoint
+from divergen_lib.training.config import TorchvisionModel
+from divergen_lib.training.data import PoolCrops, training_sample
+from divergen_lib.training.sampling import RepeatFactorStream, StepPositions, repeat_factors
+from divergen_lib.training.stage import paste_examples, run, run_inputs
+
+from .conftest import REPO_ROOT, run_cli
+
+SMOKE_TRAINING = REPO_ROOT / "params" / "smoke" / "05_training.yaml"
+EXTRA_ID = 1000
+
+
+def rgba(h, w, colour):
+    crop = np.zeros((h, w, 4), np.uint8)
+    crop[..., :3] = colour
+    crop[1:-1, 1:-1, 3] = 255
+    return crop
+
+
+@pytest.fixture(scope="module")
+def pool_world(tmp_path_factory, smoke_world):
+    """The smoke world plus a category metadata file with one extra category and a pool of solid crops for two
+    target categories and the extra one."""
+    root = tmp_path_factory.mktemp("pool")
+    categories = read_lvis(smoke_world.json_path("train"))["categories"]
+    extra = {**categories[0], "id": EXTRA_ID, "name": "toy_extra", "synonyms": ["toy_extra"], "image_count": 0}
+    metadata = [*categories, extra]
+    (root / "categories.json").write_text(json.dumps(metadata))
+    index = {c["id"]: i for i, c in enumerate(sorted(metadata, key=lambda c: c["id"]))}
+    pool = {}
+    for n, cid in enumerate((categories[0]["id"], categories[1]["id"], EXTRA_ID)):
+        pool[index[cid]] = []
+        for k in range(3):
+            write_png(rgba(12 + 4 * k, 16, (60 * n, 200, 40 * k)), root / f"{cid}_{k}.png")
+            pool[index[cid]].append(PoolEntry(f"{cid}_{k}.png", preprocessed=True))
+    write_instance_pool(pool, root / "pool.json")
+    return smoke_world, root
+
+
+def smoke_training(out, world, *overrides):
+    return load_config(
+        SMOKE_TRAINING,
+        [
+            f"output_dir={out}",
+            f"training.train.annotations={world.json_path('train')}",
+            f"training.train.image_root={world.root}",
+            f"training.val.annotations={world.json_path('val')}",
+            f"training.val.image_root={world.root}",
+            *overrides,
+        ],
+    )
+
+
+def pool_runs(root, name="divergen"):
+    return [
+        f"training.categories={root / 'categories.json'}",
+        f"training.runs=[{{name: {name}, pool: {root / 'pool.json'}}}]",
+    ]
+
+
+# -- classes, pools, sampling ------------------------------------------------------------------------------------
+
+
+def test_class_map_adds_the_pools_extra_categories_in_id_order(pool_world):
+    world, root = pool_world
+    train = read_lvis(world.json_path("train"))["categories"]
+    metadata = json.loads((root / "categories.json").read_text())
+    pool = read_instance_pool(root / "pool.json")
+    classes = build_class_map(train, metadata, pool, extra_categories=True)
+    assert classes.category_ids == tuple(sorted(c["id"] for c in train)) + (EXTRA_ID,)
+    assert classes.targets == tuple(range(len(train))) and classes.has_extras
+    assert classes.truncated().category_ids == classes.category_ids[:-1] and not classes.truncated().has_extras
+    assert build_class_map(train, metadata, pool, extra_categories=False).num_classes == len(train)
+    assert ClassMap.from_json(json.loads(json.dumps(classes.to_json()))) == classes
+    with pytest.raises(InputError, match="beyond"):
+        build_class_map(train, metadata, {len(metadata) + 3: pool[0]}, extra_categories=True)
+
+
+def test_pool_crops_read_star_crops_pairs_and_raw_rgba_cut_to_the_object(tmp_path):
+    write_png(rgba(6, 8, (1, 2, 3)), tmp_path / "star.png")
+    image = np.zeros((20, 30, 3), np.uint8)
+    mask = np.zeros((20, 30), np.uint8)
+    mask[5:9, 10:17] = 255
+    write_png(image, tmp_path / "image.png")
+    write_png(mask, tmp_path / "mask.png")
+    write_png(np.dstack([image, mask]), tmp_path / "raw.png")
+    crops = PoolCrops(
+        [
+            PoolEntry(str(tmp_path / "star.png"), preprocessed=True),
+            PoolEntry(str(tmp_path / "image.png"), str(tmp_path / "mask.png")),
+            PoolEntry(str(tmp_path / "raw.png")),
+        ]
+    )
+    assert len(crops) == 3
+    assert [crops[i].shape for i in range(3)] == [(6, 8, 4), (4, 7, 4), (4, 7, 4)]
+    assert crops[1][..., 3].min() == 255
+
+
+def test_repeat_factors_follow_lvis_formula():
+    images = [{"id": i} for i in range(10)]
+    anns = [{"image_id": i, "category_id": 1} for i in range(10)] + [{"image_id": 0, "category_id": 2}]
+    factors = repeat_factors({"images": images, "annotations": anns}, threshold=0.4)
+    assert factors[0] == pytest.approx(2.0)  # category 2 is in 1 of 10 images: sqrt(0.4 / 0.1)
+    assert np.all(factors[1:] == 1.0)
+
+
+def test_repeat_factor_stream_is_reproducible_and_repeats_rare_images():
+    factors = np.array([3.0] + [1.0] * 9)
+    stream = RepeatFactorStream(factors, seed=5)
+    positions = [stream[p] for p in range(1200)]
+    assert positions == [RepeatFactorStream(factors, seed=5)[p] for p in range(1200)]
+    assert positions != [RepeatFactorStream(factors, seed=6)[p] for p in range(1200)]
+    assert positions.count(0) == 3 * positions.count(4)  # 100 epochs of 12 entries
+    assert stream[1199] == positions[1199] and stream[3] == positions[3]  # random access after the fact
+
+
+def test_step_positions_split_each_global_batch_between_ranks_and_resume_at_a_step():
+    ranks = [list(StepPositions(6, r, 3, 0, 4)) for r in range(3)]
+    assert sorted(sum(ranks, [])) == list(range(24))
+    assert ranks[1][:2] == [2, 3] and ranks[1][2:4] == [8, 9]
+    assert list(StepPositions(6, 1, 3, 2, 4)) == ranks[1][4:]
+    with pytest.raises(ValueError, match="divisible"):
+        StepPositions(5, 0, 2, 0, 1)
+
+
+def test_training_sample_boxes_are_tight_and_pastes_are_marked(pool_world):
+    world, root = pool_world
+    cfg = smoke_training(root / "out", world, *pool_runs(root)).section("training")
+    inputs = run_inputs(cfg, cfg.runs[0], 0)
+    train = inputs.train
+    by_image = {img["id"]: [a for a in train["annotations"] if a["image_id"] == img["id"]] for img in train["images"]}
+    pasted = 0
+    for k, info in enumerate(train["images"][:12]):
+        args = (info, by_image[info["id"]], world.root, inputs.classes.index(), inputs.paste, True)
+        sample = training_sample(*args, np.random.default_rng(k))
+        again = training_sample(*args, np.random.default_rng(k))
+        assert np.array_equal(sample.image, again.image) and np.array_equal(sample.masks, again.masks)
+        assert sample.image.dtype == np.uint8 and sample.image.shape[:2] == sample.masks.shape[1:]
+        assert len(sample.boxes) == len(sample.classes) == len(sample.pasted) == len(sample.masks)
+        for mask, box in zip(sample.masks, sample.boxes, strict=True):
+            x, y, w, h = mask_bbox(mask)
+            assert mask.any() and np.allclose(box, [x, y, x + w, y + h])
+        pasted += int(sample.pasted.sum())
+        assert set(sample.classes[sample.pasted]) <= {0, 1, inputs.classes.num_classes - 1}
+    assert pasted > 0
+
+
+# -- truncation --------------------------------------------------------------------------------------------------
+
+
+def test_torchvision_truncation_keeps_background_and_target_rows():
+    model = engine.build_model(TorchvisionModel(backbone="resnet18", min_size=64, max_size=64, fpn_channels=16), 5)
+    state = model.state_dict()
+    out = truncate_state_dict(state, 5, [0, 2, 4], "torchvision")
+    cls = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.equal(out[cls], state[cls][[0, 1, 3, 5]])
+    box = "roi_heads.box_predictor.bbox_pred.bias"
+    assert torch.equal(out[box], state[box].view(6, 4)[[0, 1, 3, 5]].reshape(-1))
+    mask = "roi_heads.mask_predictor.mask_fcn_logits.weight"
+    assert out[mask].shape[0] == 4 and torch.equal(out[mask][1], state[mask][1])
+    unchanged = [k for k in state if "predictor" not in k]
+    assert all(out[k] is state[k] for k in unchanged)
+    small = engine.build_model(TorchvisionModel(backbone="resnet18", min_size=64, max_size=64, fpn_channels=16), 3)
+    small.load_state_dict(out)  # the truncated weights are a 3-class model's
+
+
+def test_detectron2_truncation_keeps_target_rows_background_last_and_federated_weights():
+    c, targets = 4, [1, 3]
+    ramp = lambda rows: torch.arange(float(rows)).unsqueeze(1).repeat(1, 2)  # noqa: E731
+    state = {
+        "roi_heads.box_predictor.cls_score.weight": ramp(c + 1),
+        "roi_heads.box_predictor.bbox_pred.weight": ramp(4 * c),
+        "roi_heads.mask_head.predictor.weight": ramp(c),
+        "roi_heads.box_predictor.freq_weight": torch.arange(float(c)),
+        "roi_heads.box_predictor.1.cls_score.bias": torch.arange(float(c + 1)),
+        "roi_heads.box_predictor.1.bbox_pred.weight": ramp(4),  # class-agnostic (cascade)
+        "backbone.stem.conv1.weight": ramp(7),
+    }
+    out = truncate_state_dict(state, c, targets, "detectron2")
+    assert out["roi_heads.box_predictor.cls_score.weight"][:, 0].tolist() == [1, 3, 4]
+    assert out["roi_heads.box_predictor.bbox_pred.weight"][:, 0].tolist() == [4, 5, 6, 7, 12, 13, 14, 15]
+    assert out["roi_heads.mask_head.predictor.weight"][:, 0].tolist() == [1, 3]
+    assert out["roi_heads.box_predictor.freq_weight"].tolist() == [1, 3]
+    assert out["roi_heads.box_predictor.1.cls_score.bias"].tolist() == [1, 3, 4]
+    assert out["roi_heads.box_predictor.1.bbox_pred.weight"] is state["roi_heads.box_predictor.1.bbox_pred.weight"]
+    assert out["backbone.stem.conv1.weight"] is state["backbone.stem.conv1.weight"]
+    with pytest.raises(InputError):
+        truncate_state_dict({"roi_heads.box_predictor.cls_score.weight": ramp(7)}, c, targets, "detectron2")
+
+
+def test_truncate_checkpoint_truncates_ema_too_and_stores_the_target_class_map():
+    classes = ClassMap((1, 2, 9), ("a", "b", "x"), (0, 1))
+    weights = {"roi_heads.box_predictor.cls_score.weight": torch.zeros(4, 3)}
+    out = truncate_checkpoint(
+        {"model": weights, "model_ema": weights, "classes": classes.to_json()}, classes, "torchvision"
+    )
+    assert out["model"]["roi_heads.box_predictor.cls_score.weight"].shape == (3, 3)
+    assert out["model_ema"]["roi_heads.box_predictor.cls_score.weight"].shape == (3, 3)
+    assert ClassMap.from_json(out["classes"]) == classes.truncated()
+
+
+def test_bad_checkpoints_are_clear_errors(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_checkpoint(tmp_path / "none.pth")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pth")
+    save_checkpoint({"model": {}}, tmp_path / "foreign.pth")
+    with pytest.raises(InputError, match="torchvision-engine checkpoint"):
+        engine.load_model(tmp_path / "foreign.pth")
+
+
+# -- the torchvision engine --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, pool_world):
+    """A 4-step run with the pool (extra category, so truncated) on the smoke world."""
+    world, root = pool_world
+    out = tmp_path_factory.mktemp("trained")
+    config = smoke_training(out, world, *pool_runs(root))
+    (output,) = run(config)
+    return config, output
+
+
+def test_engine_trains_logs_truncates_and_predicts_lvis_results(trained):
+    config, output = trained
+    cfg = config.section("training")
+    rows = engine.read_loss_log(output.out_dir / "loss.jsonl")
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss_classifier"]) and r["lr"] > 0 for r in rows)
+    assert output.classes.has_extras and output.eval_checkpoint.name == "model_final_truncated.pth"
+    model, classes = engine.load_model(output.eval_checkpoint, "cpu", cfg.test)
+    assert classes == output.classes.truncated()
+    assert model.roi_heads.box_predictor.cls_score.out_features == classes.num_classes + 1
+    val = read_lvis(cfg.val.annotations)
+    results = engine.predict(model, classes, val["images"][:6], cfg.val.image_root, cfg.test)
+    assert results and {r["image_id"] for r in results} <= {img["id"] for img in val["images"][:6]}
+    assert {r["category_id"] for r in results} <= {c["id"] for c in val["categories"]}
+    per_image = np.bincount([r["image_id"] for r in results])
+    assert per_image.max() <= cfg.test.max_detections
+    assert all(r["segmentation"]["size"] == [96, 96] for r in results)
+    metrics = evaluate_lvis(str(cfg.val.annotations), results, "segm")
+    assert 0.0 <= metrics["AP"] <= 1.0
+
+
+def test_finished_runs_are_skipped(trained):
+    config, output = trained
+    stamp = output.checkpoint.stat().st_mtime_ns
+    (again,) = run(config)
+    assert again.checkpoint.stat().st_mtime_ns == stamp
+
+
+def test_interrupted_training_resumes_to_the_uninterrupted_weights(tmp_path, smoke_world, monkeypatch):
+    reference = run(smoke_training(tmp_path / "ref", smoke_world))[0]
+    original, calls = engine._step, []
+
+    def interrupted_step(state, *args):
+        if state.step == 3:
+            raise KeyboardInterrupt
+        calls.append(state.step)
+        return original(state, *args)
+
+    monkeypatch.setattr(engine, "_step", interrupted_step)
+    with pytest.raises(KeyboardInterrupt):
+        run(smoke_training(tmp_path / "run", smoke_world))
+    monkeypatch.setattr(engine, "_step", original)
+    resumed = run(smoke_training(tmp_path / "run", smoke_world))[0]
+    assert calls == [0, 1, 2]
+    assert [r["step"] for r in engine.read_loss_log(resumed.out_dir / "loss.jsonl")] == [1, 2, 3, 4]
+    expected, got = load_checkpoint(reference.checkpoint)["model"], load_checkpoint(resumed.checkpoint)["model"]
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_paste_examples_are_the_first_training_samples(pool_world):
+    world, root = pool_world
+    cfg = smoke_training(root / "out", world, *pool_runs(root)).section("training")
+    samples = paste_examples(cfg, cfg.runs[0], 0, 3)
+    assert len(samples) == 3 and any(s.pasted.any() for s in samples)
+
+
+def test_cli_rejects_bad_training_parameters_without_a_traceback(tmp_path, smoke_world):
+    paths = [f"training.{split}.{key}={value}" for split in ("train", "val") for key, value in (
+        ("annotations", smoke_world.json_path(split)), ("image_root", smoke_world.root))]  # fmt: skip
+    args = [arg for override in paths for arg in ("--set", override)]
+    bad = ("--set", "training.model.frozen_batchnorm=true")
+    result = run_cli("train", "--params", str(SMOKE_TRAINING), "--set", f"output_dir={tmp_path}", *args, *bad)
+    assert result.returncode != 0 and "frozen_batchnorm" in result.stderr and "Traceback" not in result.stderr
