@@ -22,6 +22,7 @@ STAGES = {
     "filter": "divergen_lib.filtration.stage:run",
     "analyze": "divergen_lib.analysis.stage:run",
     "train": "divergen_lib.training.stage:run",
+    "evaluate": "divergen_lib.evaluation.stage:run",
 }
 
 

@@ -54,6 +54,7 @@ SECTIONS: dict[str, str | type] = {
     "filtration": "divergen_lib.filtration.config:FiltrationConfig",
     "analysis": "divergen_lib.analysis.stage:AnalysisConfig",
     "training": "divergen_lib.training.config:TrainingConfig",
+    "evaluation": "divergen_lib.evaluation.config:EvaluationConfig",
 }
 
 
@@ -290,3 +291,14 @@ def check_named_list(key: str, items: list[Any]) -> None:
     names = [item.name for item in items]
     if len(set(names)) != len(names):
         raise ValueError(f"{key}: names must be unique, got {names}")
+
+
+def plain_values(value: Any) -> Any:
+    """A config dataclass (or value) as plain JSON-able python: paths as strings, tuples as lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: plain_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_values(v) for v in value]
+    return str(value) if isinstance(value, Path) else value

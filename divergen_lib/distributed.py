@@ -14,11 +14,14 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from .formats import append_row, read_manifest, write_manifest
+
+if TYPE_CHECKING:
+    from torch.nn import Module
 
 log = logging.getLogger(__name__)
 
@@ -196,3 +199,10 @@ def merge_shards(out_dir: str | os.PathLike, name: str, ids: Sequence[str]) -> l
     rows = [done[i] for i in ids]
     write_manifest(rows, out_dir / f"{name}.jsonl")
     return rows
+
+
+def unwrap_ddp(model: Module) -> Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (the model itself otherwise)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return model.module if isinstance(model, DistributedDataParallel) else model

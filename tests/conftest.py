@@ -1,17 +1,22 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from divergen_lib.config import load_config
+from divergen_lib.formats import PoolEntry, read_lvis, write_instance_pool, write_png
 from divergen_lib.toyworld import build_toyworld
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOKE_PARAMS = REPO_ROOT / "params" / "smoke" / "00_toyworld.yaml"
+SMOKE_TRAINING = REPO_ROOT / "params" / "smoke" / "05_training.yaml"
+EXTRA_ID = 1000
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +79,63 @@ def interrupted_after(cls: type, n_calls: int):
             yield
     finally:
         cls.__call__ = original
+
+
+def rgba(h, w, colour):
+    crop = np.zeros((h, w, 4), np.uint8)
+    crop[..., :3] = colour
+    crop[1:-1, 1:-1, 3] = 255
+    return crop
+
+
+@pytest.fixture(scope="session")
+def pool_world(tmp_path_factory, smoke_world):
+    """The smoke world plus a category metadata file with one extra category and a pool of solid crops for two
+    target categories and the extra one."""
+    root = tmp_path_factory.mktemp("pool")
+    categories = read_lvis(smoke_world.json_path("train"))["categories"]
+    extra = {**categories[0], "id": EXTRA_ID, "name": "toy_extra", "synonyms": ["toy_extra"], "image_count": 0}
+    metadata = [*categories, extra]
+    (root / "categories.json").write_text(json.dumps(metadata))
+    index = {c["id"]: i for i, c in enumerate(sorted(metadata, key=lambda c: c["id"]))}
+    pool = {}
+    for n, cid in enumerate((categories[0]["id"], categories[1]["id"], EXTRA_ID)):
+        pool[index[cid]] = []
+        for k in range(3):
+            write_png(rgba(12 + 4 * k, 16, (60 * n, 200, 40 * k)), root / f"{cid}_{k}.png")
+            pool[index[cid]].append(PoolEntry(f"{cid}_{k}.png", preprocessed=True))
+    write_instance_pool(pool, root / "pool.json")
+    return smoke_world, root
+
+
+def smoke_training(out, world, *overrides):
+    return load_config(
+        SMOKE_TRAINING,
+        [
+            f"output_dir={out}",
+            f"training.train.annotations={world.json_path('train')}",
+            f"training.train.image_root={world.root}",
+            f"training.val.annotations={world.json_path('val')}",
+            f"training.val.image_root={world.root}",
+            *overrides,
+        ],
+    )
+
+
+def pool_runs(root, name="divergen"):
+    return [
+        f"training.categories={root / 'categories.json'}",
+        f"training.runs=[{{name: {name}, pool: {root / 'pool.json'}}}]",
+    ]
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, pool_world):
+    """A 4-step run with the pool (extra category, so truncated) on the smoke world."""
+    world, root = pool_world
+    out = tmp_path_factory.mktemp("trained")
+    config = smoke_training(out, world, *pool_runs(root))
+    from divergen_lib.training import stage
+
+    (output,) = stage.run(config)
+    return config, output

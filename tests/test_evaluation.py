@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from divergen_lib.evaluation import METRICS, evaluate_lvis, top_detections
+from divergen_lib.evaluation import METRICS, evaluate_lvis, evaluate_lvis_detailed, top_detections
 from divergen_lib.formats import read_lvis
 
 
@@ -63,12 +63,19 @@ def synthetic_results(gt, seed, crowded_image=True):
 def test_fast_backend_matches_the_lvis_api(smoke_world, seed, iou_type):
     gt_path = smoke_world.json_path("val")
     results = synthetic_results(read_lvis(gt_path), seed, crowded_image=seed != 1)
-    fast = evaluate_lvis(gt_path, results, iou_type, backend="fast")
-    reference = evaluate_lvis(gt_path, results, iou_type, backend="lvis")
+    fast_detailed = evaluate_lvis_detailed(gt_path, results, iou_type, backend="fast")
+    reference_detailed = evaluate_lvis_detailed(gt_path, results, iou_type, backend="lvis")
+    fast, reference = fast_detailed.metrics, reference_detailed.metrics
+    assert evaluate_lvis(gt_path, results, iou_type) == fast
     assert set(fast) == set(METRICS)
     for key in METRICS:
         assert fast[key] == pytest.approx(reference[key], abs=1e-6), key
     assert 0 < reference["AP"] < 1
+    per_category = reference_detailed.per_category
+    assert set(per_category) == {c["id"] for c in read_lvis(gt_path)["categories"]}
+    assert fast_detailed.per_category == pytest.approx(per_category, abs=1e-6)
+    measured = [ap for ap in per_category.values() if ap > -1]
+    assert np.mean(measured) == pytest.approx(reference["AP"], abs=1e-9)  # AP is the mean over categories
     assert "float" not in np.__dict__  # the numpy-2 alias lives only around the lvis-api call
 
 

@@ -8,71 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from divergen_lib.config import load_config
 from divergen_lib.errors import InputError
 from divergen_lib.evaluation import evaluate_lvis
-from divergen_lib.formats import PoolEntry, mask_bbox, read_instance_pool, read_lvis, write_instance_pool, write_png
+from divergen_lib.formats import PoolEntry, mask_bbox, read_instance_pool, read_lvis, write_png
 from divergen_lib.training import ClassMap, build_class_map, truncate_checkpoint, truncate_state_dict
 from divergen_lib.training import torchvision_engine as engine
 from divergen_lib.training.checkpoints import load_checkpoint, save_checkpoint
 from divergen_lib.training.config import TorchvisionModel
 from divergen_lib.training.data import PoolCrops, training_sample
+from divergen_lib.training.loss_log import read_loss_log
 from divergen_lib.training.sampling import RepeatFactorStream, StepPositions, repeat_factors
 from divergen_lib.training.stage import paste_examples, run, run_inputs
 
-from .conftest import REPO_ROOT, run_cli
-
-SMOKE_TRAINING = REPO_ROOT / "params" / "smoke" / "05_training.yaml"
-EXTRA_ID = 1000
-
-
-def rgba(h, w, colour):
-    crop = np.zeros((h, w, 4), np.uint8)
-    crop[..., :3] = colour
-    crop[1:-1, 1:-1, 3] = 255
-    return crop
-
-
-@pytest.fixture(scope="module")
-def pool_world(tmp_path_factory, smoke_world):
-    """The smoke world plus a category metadata file with one extra category and a pool of solid crops for two
-    target categories and the extra one."""
-    root = tmp_path_factory.mktemp("pool")
-    categories = read_lvis(smoke_world.json_path("train"))["categories"]
-    extra = {**categories[0], "id": EXTRA_ID, "name": "toy_extra", "synonyms": ["toy_extra"], "image_count": 0}
-    metadata = [*categories, extra]
-    (root / "categories.json").write_text(json.dumps(metadata))
-    index = {c["id"]: i for i, c in enumerate(sorted(metadata, key=lambda c: c["id"]))}
-    pool = {}
-    for n, cid in enumerate((categories[0]["id"], categories[1]["id"], EXTRA_ID)):
-        pool[index[cid]] = []
-        for k in range(3):
-            write_png(rgba(12 + 4 * k, 16, (60 * n, 200, 40 * k)), root / f"{cid}_{k}.png")
-            pool[index[cid]].append(PoolEntry(f"{cid}_{k}.png", preprocessed=True))
-    write_instance_pool(pool, root / "pool.json")
-    return smoke_world, root
-
-
-def smoke_training(out, world, *overrides):
-    return load_config(
-        SMOKE_TRAINING,
-        [
-            f"output_dir={out}",
-            f"training.train.annotations={world.json_path('train')}",
-            f"training.train.image_root={world.root}",
-            f"training.val.annotations={world.json_path('val')}",
-            f"training.val.image_root={world.root}",
-            *overrides,
-        ],
-    )
-
-
-def pool_runs(root, name="divergen"):
-    return [
-        f"training.categories={root / 'categories.json'}",
-        f"training.runs=[{{name: {name}, pool: {root / 'pool.json'}}}]",
-    ]
-
+from .conftest import EXTRA_ID, SMOKE_TRAINING, pool_runs, rgba, run_cli, smoke_training
 
 # -- classes, pools, sampling ------------------------------------------------------------------------------------
 
@@ -229,20 +177,10 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
 # -- the torchvision engine --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, pool_world):
-    """A 4-step run with the pool (extra category, so truncated) on the smoke world."""
-    world, root = pool_world
-    out = tmp_path_factory.mktemp("trained")
-    config = smoke_training(out, world, *pool_runs(root))
-    (output,) = run(config)
-    return config, output
-
-
 def test_engine_trains_logs_truncates_and_predicts_lvis_results(trained):
     config, output = trained
     cfg = config.section("training")
-    rows = engine.read_loss_log(output.out_dir / "loss.jsonl")
+    rows = read_loss_log(output.out_dir / "loss.jsonl")
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(np.isfinite(r["loss_classifier"]) and r["lr"] > 0 for r in rows)
     assert output.classes.has_extras and output.eval_checkpoint.name == "model_final_truncated.pth"
@@ -283,7 +221,7 @@ def test_interrupted_training_resumes_to_the_uninterrupted_weights(tmp_path, smo
     monkeypatch.setattr(engine, "_step", original)
     resumed = run(smoke_training(tmp_path / "run", smoke_world))[0]
     assert calls == [0, 1, 2]
-    assert [r["step"] for r in engine.read_loss_log(resumed.out_dir / "loss.jsonl")] == [1, 2, 3, 4]
+    assert [r["step"] for r in read_loss_log(resumed.out_dir / "loss.jsonl")] == [1, 2, 3, 4]
     expected, got = load_checkpoint(reference.checkpoint)["model"], load_checkpoint(resumed.checkpoint)["model"]
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 

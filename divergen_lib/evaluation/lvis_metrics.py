@@ -14,6 +14,7 @@ import os
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +26,14 @@ MAX_DETS = 300
 _FAST_KEYS = dict(
     zip(METRICS, ("AP_all", "AP_50", "AP_75", "AP_small", "AP_medium", "AP_large", "APr", "APc", "APf"), strict=True)
 )
+
+
+@dataclass(frozen=True)
+class LvisEvaluation:
+    """Summary metrics and per-category AP (category id -> AP, -1 without ground truth)."""
+
+    metrics: dict[str, float]
+    per_category: dict[int, float]
 
 
 def top_detections(results: Iterable[dict[str, Any]], max_per_image: int = MAX_DETS) -> list[dict[str, Any]]:
@@ -51,17 +60,29 @@ def _numpy_float_alias() -> Iterator[None]:
             del np.float  # type: ignore[attr-defined]
 
 
-def _lvis_api(gt_json_path: str, results: list[dict[str, Any]], iou_type: str) -> dict[str, float]:
+def _per_category(precision: np.ndarray, category_ids: Iterable[int]) -> dict[int, float]:
+    """AP of each category from a ``T×R×K×A(×M)`` precision array (area ``all``; -1 where it has no ground truth)."""
+    per_cat = precision.reshape(*precision.shape[:4], -1)[:, :, :, 0, -1]
+    out = {}
+    for k, cid in enumerate(category_ids):
+        values = per_cat[:, :, k]
+        values = values[values > -1]
+        out[int(cid)] = float(values.mean()) if values.size else -1.0
+    return out
+
+
+def _lvis_api(gt_json_path: str, results: list[dict[str, Any]], iou_type: str) -> LvisEvaluation:
     from lvis import LVIS, LVISEval, LVISResults
 
     with _numpy_float_alias():
         gt = LVIS(gt_json_path)
         evaluator = LVISEval(gt, LVISResults(gt, results, max_dets=MAX_DETS), iou_type)
         evaluator.run()
-    return {k: float(evaluator.results[k]) for k in METRICS}
+    metrics = {k: float(evaluator.results[k]) for k in METRICS}
+    return LvisEvaluation(metrics, _per_category(evaluator.eval["precision"], evaluator.params.cat_ids))
 
 
-def _faster_coco_eval(gt_json_path: str, results: list[dict[str, Any]], iou_type: str) -> dict[str, float]:
+def _faster_coco_eval(gt_json_path: str, results: list[dict[str, Any]], iou_type: str) -> LvisEvaluation:
     from faster_coco_eval import COCO, COCOeval_faster
 
     gt = COCO(gt_json_path)
@@ -71,7 +92,8 @@ def _faster_coco_eval(gt_json_path: str, results: list[dict[str, Any]], iou_type
     evaluator.accumulate()
     evaluator.summarize()
     stats = evaluator.stats_as_dict
-    return {k: float(stats[_FAST_KEYS[k]]) for k in METRICS}
+    metrics = {k: float(stats[_FAST_KEYS[k]]) for k in METRICS}
+    return LvisEvaluation(metrics, _per_category(evaluator.eval["precision"], evaluator.params.catIds))
 
 
 def evaluate_lvis(
@@ -85,8 +107,18 @@ def evaluate_lvis(
     ``results``: dicts with ``image_id``, ``category_id``, ``score``, ``bbox`` and (for ``segm``) an RLE
     ``segmentation``. A metric with nothing to average is -1, as both APIs report it.
     """
+    return evaluate_lvis_detailed(gt_json_path, results, iou_type, backend).metrics
+
+
+def evaluate_lvis_detailed(
+    gt_json_path: str | os.PathLike,
+    results: Iterable[dict[str, Any]],
+    iou_type: Literal["bbox", "segm"],
+    backend: Literal["fast", "lvis"] = "fast",
+) -> LvisEvaluation:
+    """:func:`evaluate_lvis` plus each category's AP (IoU 0.5:0.95, all areas)."""
     dets = copy.deepcopy(top_detections(results))
     if not dets:
-        return dict.fromkeys(METRICS, -1.0)
+        return LvisEvaluation(dict.fromkeys(METRICS, -1.0), {})
     evaluate = _lvis_api if backend == "lvis" else _faster_coco_eval
     return evaluate(str(gt_json_path), dets, iou_type)

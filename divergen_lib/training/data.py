@@ -137,7 +137,7 @@ def collate(samples: list[Sample]) -> list[Sample]:
 def to_torchvision(sample: Sample, device: torch.device | str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Image as a float C×H×W tensor in [0, 1] and torchvision's target dict (labels shifted by 1: 0 is
     background)."""
-    image = torch.from_numpy(sample.image).permute(2, 0, 1).to(device, non_blocking=True).float().div_(255)
+    image = torch.tensor(sample.image).permute(2, 0, 1).to(device, non_blocking=True).float().div_(255)
     target = {
         "boxes": torch.from_numpy(sample.boxes).to(device),
         "labels": torch.from_numpy(sample.classes + 1).to(device),

@@ -1,13 +1,15 @@
 """The ``train`` stage: every run of the ``training`` section, each in ``<output_dir>/training/<run>/``.
 
-A run writes ``classes.json`` (its classifier's categories), ``loss.jsonl``, ``last.pth`` (resumable),
-``model_final.pth`` and, when it trained extra categories, ``model_final_truncated.pth`` with the target
-rows only. Finished runs are skipped, interrupted ones resume.
+A run writes ``run.json`` (its settings, all later stages need to use it), ``classes.json`` (its classifier's
+categories), ``loss.jsonl``, ``last.pth`` (resumable), ``model_final.pth`` and, when it trained extra
+categories, ``model_final_truncated.pth`` with the target rows only. Finished runs are skipped, interrupted
+ones resume; :func:`find_runs` lists the finished runs of a profile, whichever params file trained them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from ..categories import read_category_metadata
-from ..config import Config
+from ..config import Config, parse_options, plain_values
 from ..distributed import dist_info
-from ..formats import read_instance_pool, read_lvis, resolve_pool_paths, write_json
+from ..errors import InputError
+from ..formats import read_instance_pool, read_json, read_lvis, resolve_pool_paths, write_json
 from ..paste import area_prior
-from .classes import ClassMap, build_class_map, pool_by_category, write_class_map
+from .classes import ClassMap, build_class_map, pool_by_category, read_class_map, write_class_map
 from .config import RUN_FILES, RunSpec, TrainingConfig, run_dir
 from .data import PasteSource, PoolCrops, Sample, TrainingStream
 from .sampling import RepeatFactorStream, repeat_factors
@@ -36,6 +39,8 @@ class RunOutput:
     out_dir: Path
     classes: ClassMap
     checkpoint: Path
+    config: TrainingConfig
+    pool: Path | None = None
 
     @property
     def eval_checkpoint(self) -> Path:
@@ -82,9 +87,8 @@ def train_run(cfg: TrainingConfig, spec: RunSpec, out_dir: Path, profile_seed: i
     inputs = run_inputs(cfg, spec, profile_seed)
     if dist_info().is_main:
         write_class_map(inputs.classes, out_dir / RUN_FILES["classes"])
-        write_json(
-            {"run": spec.name, "pool": str(spec.pool) if spec.pool else None, "seed": inputs.seed}, out_dir / "run.json"
-        )
+        run_json = {"run": spec.name, "pool": spec.pool, "seed": inputs.seed, "training": cfg}
+        write_json(plain_values(run_json), out_dir / RUN_FILES["run"])
     if cfg.engine == "detectron2":
         from . import detectron2_engine
 
@@ -104,7 +108,7 @@ def train_run(cfg: TrainingConfig, spec: RunSpec, out_dir: Path, profile_seed: i
             checkpoint_period=cfg.checkpoint_period,
             log_period=cfg.log_period,
         )
-    output = RunOutput(spec.name, out_dir, inputs.classes, final)
+    output = RunOutput(spec.name, out_dir, inputs.classes, final, cfg, spec.pool)
     if inputs.classes.has_extras and dist_info().is_main and not output.eval_checkpoint.is_file():
         truncate_checkpoint_file(final, output.eval_checkpoint, inputs.classes, cfg.engine)
     return output
@@ -120,7 +124,47 @@ def run(config: Config) -> list[RunOutput]:
     ]
 
 
+def find_runs(stage_dir: str | os.PathLike) -> list[RunOutput]:
+    """The finished runs under ``stage_dir`` (``<output_dir>/training``), in name order."""
+    runs = []
+    for run_json in sorted(Path(stage_dir).glob(f"*/{RUN_FILES['run']}")):
+        out_dir = run_json.parent
+        final = out_dir / RUN_FILES["final"]
+        if not final.is_file():
+            log.info("%s: not finished, skipped", out_dir)
+            continue
+        data = read_json(run_json)
+        try:
+            cfg = parse_options(TrainingConfig, data["training"], str(run_json))
+        except KeyError:
+            raise InputError(f"{run_json}: not a run description of this project") from None
+        classes = read_class_map(out_dir / RUN_FILES["classes"])
+        pool = Path(data["pool"]) if data.get("pool") else None
+        runs.append(RunOutput(data["run"], out_dir, classes, final, cfg, pool))
+    return runs
+
+
 def paste_examples(cfg: TrainingConfig, spec: RunSpec, profile_seed: int, n: int) -> list[Sample]:
     """The first ``n`` training samples of a run, as the model sees them (for figures)."""
     stream = training_stream(cfg, run_inputs(cfg, spec, profile_seed))
     return [stream[position] for position in range(n)]
+
+
+def save_figures(runs: list[RunOutput], config: Config) -> dict[str, Path]:
+    """Paste examples of the first run with a pool, and the loss curves of ``runs``, as PNGs."""
+    from ..viz import save_figure
+    from .figures import plot_loss_curves, plot_paste_examples
+    from .loss_log import read_loss_log
+
+    cfg: TrainingConfig = config.section("training")
+    figures = config.common.output_dir / "figures"
+    logs = {r.name: read_loss_log(r.out_dir / RUN_FILES["log"]) for r in runs}
+    paths = {"loss": save_figure(plot_loss_curves(logs), figures / "training_loss.png")}
+    pasting = [r for r in runs if r.pool is not None]
+    if pasting and cfg.paste_examples:
+        spec = cfg.run(pasting[0].name)
+        samples = paste_examples(cfg, spec, config.common.seed, cfg.paste_examples)
+        title = f"run {spec.name}: training samples, pasted instances outlined in white"
+        fig = plot_paste_examples(samples, pasting[0].classes.names, title)
+        paths["paste_examples"] = save_figure(fig, figures / "training_paste_examples.png")
+    return paths

@@ -10,11 +10,9 @@ run ends with the weights an uninterrupted one would have.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..distributed import DistInfo, barrier, dist_info, init_process_group, resolve_device
+from ..config import plain_values
+from ..distributed import DistInfo, barrier, dist_info, init_process_group, resolve_device, unwrap_ddp
 from ..errors import InputError
 from ..evaluation.results import detections_to_results
 from ..formats import image_file, read_image
@@ -32,6 +31,7 @@ from .checkpoints import load_checkpoint, save_checkpoint
 from .classes import ClassMap
 from .config import Solver, TestSettings, TorchvisionModel
 from .data import TrainingStream, collate, to_torchvision
+from .loss_log import TrainingDiverged, append_loss_row, drop_rows_after
 from .sampling import StepPositions, step_seed
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,13 @@ log = logging.getLogger(__name__)
 ENGINE = "torchvision"
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
 def build_model(cfg: TorchvisionModel, num_classes: int, test: TestSettings | None = None) -> nn.Module:
     """Mask R-CNN with a ResNet-FPN backbone for ``num_classes`` classes (+ background)."""
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
     from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
     from torchvision.ops.misc import FrozenBatchNorm2d
 
@@ -65,13 +63,15 @@ def build_model(cfg: TorchvisionModel, num_classes: int, test: TestSettings | No
     test = test or TestSettings()
     return MaskRCNN(
         backbone,
-        num_classes=num_classes + 1,
         min_size=cfg.min_size,
         max_size=cfg.max_size,
         rpn_anchor_generator=anchors,
         rpn_pre_nms_top_n_train=cfg.rpn_proposals_train,
         rpn_post_nms_top_n_train=cfg.rpn_proposals_train,
         box_batch_size_per_image=cfg.roi_batch_size,
+        box_predictor=FastRCNNPredictor(1024, num_classes + 1),  # torchvision's TwoMLPHead width
+        mask_head=MaskRCNNHeads(cfg.fpn_channels, [cfg.mask_head_channels] * 4, 1),
+        mask_predictor=MaskRCNNPredictor(cfg.mask_head_channels, cfg.mask_head_channels, num_classes + 1),
         box_score_thresh=test.score_threshold,
         box_detections_per_img=test.max_detections,
     )
@@ -126,39 +126,26 @@ class TrainState:
     def checkpoint(self, classes: ClassMap, model_cfg: TorchvisionModel) -> dict[str, Any]:
         ckpt = {
             "engine": ENGINE,
-            "model": _unwrap(self.model).state_dict(),
+            "model": unwrap_ddp(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "classes": classes.to_json(),
-            "model_config": _plain(dataclasses.asdict(model_cfg)),
+            "model_config": plain_values(model_cfg),
         }
         if self.ema is not None:
             ckpt["model_ema"] = self.ema.module.state_dict()
         return ckpt
 
     def restore(self, ckpt: dict[str, Any]) -> None:
-        _unwrap(self.model).load_state_dict(ckpt["model"])
+        unwrap_ddp(self.model).load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         if self.ema is not None and "model_ema" in ckpt:
             self.ema.module.load_state_dict(ckpt["model_ema"])
         self.step = int(ckpt["step"])
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _plain(value: Any) -> Any:
-    """Config values as plain python (paths as strings, tuples as lists) for ``weights_only`` loading."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return str(value) if isinstance(value, Path) else value
 
 
 def train(
@@ -197,7 +184,7 @@ def train(
     if last.is_file():
         state.restore(load_checkpoint(last, map_location=dev))
         log.info("resuming %s at step %d", out_dir.name, state.step)
-    _drop_log_after(out_dir / "loss.jsonl", state.step)
+    drop_rows_after(out_dir / "loss.jsonl", state.step)
     if info.world_size > 1:
         state.model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     loader = DataLoader(
@@ -216,7 +203,7 @@ def train(
         state.step += 1
         bar.update()
         if info.is_main and (state.step % log_period == 0 or state.step == solver.iterations):
-            _log(out_dir / "loss.jsonl", state.step, lr, losses)
+            append_loss_row(out_dir / "loss.jsonl", state.step, lr, losses)
             bar.set_postfix(loss=f"{sum(losses.values()):.3f}")
         if state.step % checkpoint_period == 0 or state.step == solver.iterations:
             if info.is_main:
@@ -262,41 +249,8 @@ def _step(
     state.scaler.update()
     state.scheduler.step()
     if state.ema is not None:
-        state.ema.update_parameters(_unwrap(state.model))
+        state.ema.update_parameters(unwrap_ddp(state.model))
     return {k: float(v.detach()) for k, v in loss_dict.items()}
-
-
-def _log(path: Path, step: int, lr: float, losses: dict[str, float]) -> None:
-    """Append a row of the loss log: the step just taken (1-based), its learning rate and losses."""
-    row = {"step": step, "lr": lr, "time": time.time(), **losses}
-    row["loss"] = sum(losses.values())
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _drop_log_after(path: Path, step: int) -> None:
-    """Keep only log rows up to the resumed step (rows written after the last checkpoint are redone)."""
-    if not path.is_file():
-        return
-    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = []
-    for line in rows:
-        try:
-            if json.loads(line)["step"] <= step:
-                kept.append(line)
-        except (json.JSONDecodeError, KeyError):
-            break  # a torn last line
-    path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
-
-
-def read_loss_log(path: str | os.PathLike) -> list[dict[str, float]]:
-    """Rows of a ``loss.jsonl`` (step, lr, time, each loss term, total ``loss``)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def load_model(
@@ -347,3 +301,18 @@ def predict(
                 test.max_detections,
             )
     return results
+
+
+@torch.no_grad()
+def box_logits(model: nn.Module, image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
+    """Foreground class logits (N×C, background dropped) of the box head at given boxes of one image."""
+    dev = next(model.parameters()).device
+    tensor = torch.tensor(image).permute(2, 0, 1).float().div(255).to(dev)
+    batch, targets = model.transform(
+        [tensor], [{"boxes": torch.as_tensor(boxes_xyxy, dtype=torch.float32, device=dev)}]
+    )
+    features = model.backbone(batch.tensors)
+    heads = model.roi_heads
+    pooled = heads.box_roi_pool(features, [targets[0]["boxes"]], batch.image_sizes)
+    logits, _ = heads.box_predictor(heads.box_head(pooled))
+    return logits[:, 1:].float().cpu().numpy()

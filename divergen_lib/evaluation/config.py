@@ -1,0 +1,42 @@
+"""Parameters of the evaluation stage (the ``evaluation`` section of a params file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class EnergySettings:
+    """Free energy ``E = -tau * logsumexp(logits / tau)`` of the classifier on ground-truth boxes (DiverGen A.1:
+    ``tau = 0.9``), on at most ``max_images`` train and val images each (the same images for every run)."""
+
+    enabled: bool = True
+    tau: float = 0.9
+    max_images: int = 200
+
+    def __post_init__(self) -> None:
+        if self.tau <= 0 or self.max_images < 1:
+            raise ValueError("energy.tau must be > 0 and energy.max_images >= 1")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """The ``evaluation`` section. Every finished run under ``<output_dir>/training`` is evaluated (or only
+    ``runs``) on its own val split with its own test settings; ``backend`` ``fast`` is faster-coco-eval's LVIS
+    mode, ``lvis`` the lvis-api (they agree to 1e-6). ``paper_table``: show METHOD_SPEC's published numbers
+    beside ours. ``examples``: val images in the qualitative figure."""
+
+    runs: list[str] | None = None
+    backend: Literal["fast", "lvis"] = "fast"
+    iou_types: tuple[Literal["bbox", "segm"], ...] = ("bbox", "segm")
+    energy: EnergySettings = field(default_factory=EnergySettings)
+    paper_table: bool = False
+    examples: int = 4
+    baseline: str = "baseline"
+
+    def __post_init__(self) -> None:
+        if not self.iou_types:
+            raise ValueError("iou_types is empty")
+        if self.runs is not None and not self.runs:
+            raise ValueError("runs is empty (leave it out to evaluate every finished run)")

@@ -1,0 +1,46 @@
+"""``loss.jsonl``, the loss log both engines write: one row per logged step with ``step`` (1-based), ``lr`` (the
+rate used in that step), ``time``, each loss term and the total ``loss``. Every row is forced to disk; a resumed
+run first drops the rows after its checkpoint, so the log never repeats a step."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from ..formats import append_row
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def append_loss_row(path: Path, step: int, lr: float, losses: dict[str, float], total: float | None = None) -> None:
+    """Append the row of ``step``; ``total`` defaults to the sum of ``losses``."""
+    row = {"step": step, "lr": lr, "time": time.time(), **losses}
+    row["loss"] = sum(losses.values()) if total is None else total
+    with open(path, "a", encoding="utf-8") as fh:
+        append_row(fh, row)
+
+
+def drop_rows_after(path: Path, step: int) -> None:
+    """Keep only rows up to ``step`` (a resumed run redoes the steps after its checkpoint); a torn last line goes."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if line.strip() and json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, KeyError):
+            break
+    path.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+
+
+def read_loss_log(path: str | os.PathLike) -> list[dict[str, float]]:
+    """The rows of a ``loss.jsonl`` (none when it does not exist yet)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
