@@ -117,6 +117,8 @@ def smoke_training(out, world, *overrides):
             f"training.train.image_root={world.root}",
             f"training.val.annotations={world.json_path('val')}",
             f"training.val.image_root={world.root}",
+            "training.categories=null",
+            "training.runs=[{name: baseline}]",
             *overrides,
         ],
     )

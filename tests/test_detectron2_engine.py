@@ -179,3 +179,22 @@ def test_bad_detectron2_settings_are_input_errors(tmp_path, smoke_world):
     too_many = json.dumps([*TINY_MODEL, "MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", "50"])
     with pytest.raises(InputError, match="FED_LOSS_NUM_CLASSES"):
         run(detectron2_training(tmp_path, smoke_world, f"training.detectron2.opts={too_many}"))
+
+
+def test_project_modules_extend_the_config_before_a_user_config_file(tmp_path, smoke_world, monkeypatch):
+    (tmp_path / "toy_project.py").write_text(
+        "from detectron2.config import CfgNode\n\n\ndef add_toy_config(cfg):\n"
+        "    cfg.MODEL.TOY_HEAD = CfgNode({'ENABLED': True, 'WIDTH': 8})\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    zoo = engine._config_file(engine.Detectron2Settings().config_file)
+    (tmp_path / "user.yaml").write_text(f"_BASE_: {zoo}\nMODEL:\n  TOY_HEAD:\n    WIDTH: 16\n")
+    project = ["training.detectron2.project_modules=[toy_project:add_toy_config]"]
+    cfg = detectron2_training(
+        tmp_path, smoke_world, f"training.detectron2.config_file={tmp_path / 'user.yaml'}", *project
+    )
+    d2 = engine.build_config(cfg.section("training"), 3, "cpu")
+    assert d2.MODEL.TOY_HEAD.ENABLED is True and d2.MODEL.TOY_HEAD.WIDTH == 16
+    missing = detectron2_training(tmp_path, smoke_world, "training.detectron2.project_modules=[no_such_project]")
+    with pytest.raises(InputError, match="cannot import 'no_such_project'"):
+        engine.build_config(missing.section("training"), 3, "cpu")

@@ -11,14 +11,14 @@ import torch
 from divergen_lib.errors import InputError
 from divergen_lib.evaluation import evaluate_lvis
 from divergen_lib.formats import PoolEntry, mask_bbox, read_instance_pool, read_lvis, write_png
-from divergen_lib.training import ClassMap, build_class_map, truncate_checkpoint, truncate_state_dict
+from divergen_lib.training import ClassMap, build_class_map, stage, truncate_checkpoint, truncate_state_dict
 from divergen_lib.training import torchvision_engine as engine
 from divergen_lib.training.checkpoints import load_checkpoint, save_checkpoint
 from divergen_lib.training.config import TorchvisionModel
 from divergen_lib.training.data import PoolCrops, training_sample
 from divergen_lib.training.loss_log import read_loss_log
 from divergen_lib.training.sampling import RepeatFactorStream, StepPositions, repeat_factors
-from divergen_lib.training.stage import paste_examples, run, run_inputs
+from divergen_lib.training.stage import run, run_inputs
 
 from .conftest import EXTRA_ID, SMOKE_TRAINING, pool_runs, rgba, run_cli, smoke_training
 
@@ -226,17 +226,22 @@ def test_interrupted_training_resumes_to_the_uninterrupted_weights(tmp_path, smo
     assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
-def test_paste_examples_are_the_first_training_samples(pool_world):
-    world, root = pool_world
-    cfg = smoke_training(root / "out", world, *pool_runs(root)).section("training")
-    samples = paste_examples(cfg, cfg.runs[0], 0, 3)
-    assert len(samples) == 3 and any(s.pasted.any() for s in samples)
+def test_figures_and_summary(trained):
+    config, output = trained
+    path = stage.save_paste_examples(config)
+    assert path is not None and path.stat().st_size > 0
+    assert stage.save_loss_curves([output], config).stat().st_size > 0
+    (row,) = stage.summarize([output])
+    assert (
+        row["extra classes"] == 1 and row["steps"] == 4 and row["evaluated checkpoint"] == "model_final_truncated.pth"
+    )
 
 
 def test_cli_rejects_bad_training_parameters_without_a_traceback(tmp_path, smoke_world):
     paths = [f"training.{split}.{key}={value}" for split in ("train", "val") for key, value in (
         ("annotations", smoke_world.json_path(split)), ("image_root", smoke_world.root))]  # fmt: skip
     args = [arg for override in paths for arg in ("--set", override)]
-    bad = ("--set", "training.model.frozen_batchnorm=true")
+    bad = ("--set", "training.categories=null", "--set", "training.runs=[{name: a}]")
+    bad += ("--set", "training.model.frozen_batchnorm=true")
     result = run_cli("train", "--params", str(SMOKE_TRAINING), "--set", f"output_dir={tmp_path}", *args, *bad)
     assert result.returncode != 0 and "frozen_batchnorm" in result.stderr and "Traceback" not in result.stderr

@@ -91,11 +91,14 @@ class TestSettings:
 @dataclass(frozen=True)
 class Detectron2Settings:
     """detectron2 engine: ``config_file`` is a detectron2 yaml (default: the model zoo's LVIS v1 Mask R-CNN
-    R50-FPN); ``opts`` are extra ``KEY VALUE`` overrides; ``num_gpus``/``num_machines``/``machine_rank``/
-    ``dist_url`` go to detectron2's ``launch``."""
+    R50-FPN); ``opts`` are extra ``KEY VALUE`` overrides; ``project_modules`` are modules of a detectron2 project
+    to import first (``module`` registers its architectures, ``module:function`` is also called on the config,
+    e.g. ``centernet.config:add_centernet_config`` for CenterNet2, whose folder must be on PYTHONPATH);
+    ``num_gpus``/``num_machines``/``machine_rank``/``dist_url`` go to detectron2's ``launch``."""
 
     config_file: str = "LVISv1-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
     opts: list[str] = field(default_factory=list)
+    project_modules: list[str] = field(default_factory=list)
     federated_loss: bool = True
     num_gpus: int = 1
     num_machines: int = 1

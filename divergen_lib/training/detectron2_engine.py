@@ -16,6 +16,7 @@ chooses between repeat factors (``RepeatFactorTrainingSampler`` with ``REPEAT_TH
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 import sys
@@ -37,7 +38,7 @@ from ..evaluation.results import detections_to_results
 from ..formats import atomic_write_text, image_file, read_image, write_json
 from .checkpoints import load_checkpoint, save_checkpoint
 from .classes import ClassMap
-from .config import RUN_FILES, TestSettings, TrainingConfig
+from .config import RUN_FILES, Detectron2Settings, TestSettings, TrainingConfig
 from .data import PasteSource, training_sample
 from .loss_log import TrainingDiverged, append_loss_row, drop_rows_after
 from .sampling import RepeatFactorStream, StepPositions, repeat_factors
@@ -100,6 +101,23 @@ def _config_file(name: str) -> Path:
     raise InputError(f"training.detectron2.config_file: {name!r} is neither a file nor a detectron2 model-zoo config")
 
 
+def import_project(settings: Detectron2Settings, d2: CfgNode | None = None) -> None:
+    """Import ``settings.project_modules`` (registering a project's architectures, e.g. CenterNet2's) and, given
+    a config, call their ``module:function`` entries on it (e.g. ``centernet.config:add_centernet_config``)."""
+    for entry in settings.project_modules:
+        name, _, function = entry.partition(":")
+        try:
+            module = importlib.import_module(name)
+        except ImportError as err:
+            raise InputError(
+                f"training.detectron2.project_modules: cannot import {name!r} ({err}); put the project on PYTHONPATH"
+            ) from None
+        if function and d2 is not None:
+            if not callable(getattr(module, function, None)):
+                raise InputError(f"training.detectron2.project_modules: {name} has no function {function!r}")
+            getattr(module, function)(d2)
+
+
 @dataclass(frozen=True)
 class TrainSetup:
     """What only training sets: the registered dataset, where detectron2 writes, the seed."""
@@ -113,6 +131,7 @@ def build_config(cfg: TrainingConfig, num_classes: int, device: str, train: Trai
     """The detectron2 config of a run: the config file (extra keys allowed), then our settings, then
     ``training.detectron2.opts``, which win. Without ``train``, an inference config (no federated loss)."""
     d2 = get_cfg()
+    import_project(cfg.detectron2, d2)
     d2.set_new_allowed(True)
     try:
         d2.merge_from_file(str(_config_file(cfg.detectron2.config_file)))
@@ -422,6 +441,7 @@ def register_dataset(name: str, records: list[dict[str, Any]], classes: ClassMap
 
 def _train_process(job: Job) -> None:
     """One training process: register the data, resume or start, train, write ``model_final.pth``."""
+    import_project(job.cfg.detectron2)  # a process started by ``launch`` registers the project's modules too
     records = dataset_records(job.inputs.train, job.cfg.train.image_root, job.inputs.classes)
     register_dataset(job.d2.DATASETS.TRAIN[0], records, job.inputs.classes, job.class_counts)
     seed_all_rng(job.d2.SEED + comm.get_rank())

@@ -24,7 +24,7 @@ from ..formats import read_instance_pool, read_json, read_lvis, resolve_pool_pat
 from ..paste import area_prior
 from .classes import ClassMap, build_class_map, pool_by_category, read_class_map, write_class_map
 from .config import RUN_FILES, RunSpec, TrainingConfig, run_dir
-from .data import PasteSource, PoolCrops, Sample, TrainingStream
+from .data import PasteSource, PoolCrops, TrainingStream
 from .sampling import RepeatFactorStream, repeat_factors
 from .truncation import truncate_checkpoint_file
 
@@ -144,27 +144,50 @@ def find_runs(stage_dir: str | os.PathLike) -> list[RunOutput]:
     return runs
 
 
-def paste_examples(cfg: TrainingConfig, spec: RunSpec, profile_seed: int, n: int) -> list[Sample]:
-    """The first ``n`` training samples of a run, as the model sees them (for figures)."""
-    stream = training_stream(cfg, run_inputs(cfg, spec, profile_seed))
-    return [stream[position] for position in range(n)]
-
-
-def save_figures(runs: list[RunOutput], config: Config) -> dict[str, Path]:
-    """Paste examples of the first run with a pool, and the loss curves of ``runs``, as PNGs."""
-    from ..viz import save_figure
-    from .figures import plot_loss_curves, plot_paste_examples
+def summarize(runs: list[RunOutput]) -> list[dict[str, Any]]:
+    """One row per run: its pool, classes (target + extra), steps, last logged loss, evaluation checkpoint."""
     from .loss_log import read_loss_log
 
+    rows = []
+    for r in runs:
+        log_rows = read_loss_log(r.out_dir / RUN_FILES["log"])
+        rows.append(
+            {
+                "run": r.name,
+                "engine": r.config.engine,
+                "pool": str(r.pool) if r.pool else None,
+                "target classes": len(r.classes.targets),
+                "extra classes": r.classes.num_classes - len(r.classes.targets),
+                "steps": log_rows[-1]["step"] if log_rows else None,
+                "last loss": round(log_rows[-1]["loss"], 3) if log_rows else None,
+                "evaluated checkpoint": r.eval_checkpoint.name,
+            }
+        )
+    return rows
+
+
+def save_paste_examples(config: Config) -> Path | None:
+    """The first training samples of the first run with a pool, pasted instances outlined (None without a pool)."""
+    from ..viz import save_figure
+    from .figures import plot_paste_examples
+
     cfg: TrainingConfig = config.section("training")
-    figures = config.common.output_dir / "figures"
+    spec = next((s for s in cfg.runs if s.pool is not None), None)
+    if spec is None or not cfg.paste_examples:
+        return None
+    inputs = run_inputs(cfg, spec, config.common.seed)
+    stream = training_stream(cfg, inputs)
+    samples = [stream[position] for position in range(cfg.paste_examples)]
+    title = f"run {spec.name}: training samples as the model sees them, pasted instances outlined in white"
+    fig = plot_paste_examples(samples, inputs.classes.names, title)
+    return save_figure(fig, config.common.output_dir / "figures" / "training_paste_examples.png")
+
+
+def save_loss_curves(runs: list[RunOutput], config: Config) -> Path:
+    """Loss curves of ``runs``, one line per run."""
+    from ..viz import save_figure
+    from .figures import plot_loss_curves
+    from .loss_log import read_loss_log
+
     logs = {r.name: read_loss_log(r.out_dir / RUN_FILES["log"]) for r in runs}
-    paths = {"loss": save_figure(plot_loss_curves(logs), figures / "training_loss.png")}
-    pasting = [r for r in runs if r.pool is not None]
-    if pasting and cfg.paste_examples:
-        spec = cfg.run(pasting[0].name)
-        samples = paste_examples(cfg, spec, config.common.seed, cfg.paste_examples)
-        title = f"run {spec.name}: training samples, pasted instances outlined in white"
-        fig = plot_paste_examples(samples, pasting[0].classes.names, title)
-        paths["paste_examples"] = save_figure(fig, figures / "training_paste_examples.png")
-    return paths
+    return save_figure(plot_loss_curves(logs), config.common.output_dir / "figures" / "training_loss.png")
