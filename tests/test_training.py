@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from divergen_lib.config import load_config
 from divergen_lib.errors import InputError
 from divergen_lib.evaluation import evaluate_lvis
 from divergen_lib.formats import PoolEntry, mask_bbox, read_instance_pool, read_lvis, write_png
@@ -20,7 +22,7 @@ from divergen_lib.training.loss_log import read_loss_log
 from divergen_lib.training.sampling import RepeatFactorStream, StepPositions, repeat_factors
 from divergen_lib.training.stage import run, run_inputs
 
-from .conftest import EXTRA_ID, SMOKE_TRAINING, pool_runs, rgba, run_cli, smoke_training
+from .conftest import EXTRA_ID, REPO_ROOT, SMOKE_TRAINING, pool_runs, rgba, run_cli, smoke_training
 
 # -- classes, pools, sampling ------------------------------------------------------------------------------------
 
@@ -245,3 +247,31 @@ def test_cli_rejects_bad_training_parameters_without_a_traceback(tmp_path, smoke
     bad += ("--set", "training.model.frozen_batchnorm=true")
     result = run_cli("train", "--params", str(SMOKE_TRAINING), "--set", f"output_dir={tmp_path}", *args, *bad)
     assert result.returncode != 0 and "frozen_batchnorm" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("profile", ["smoke", "demo", "paper"])
+def test_shipped_training_and_evaluation_params_load(profile, tmp_path, monkeypatch):
+    """Every profile's 05/06 params parse, given the files they name (made empty under a stand-in tree)."""
+    import os
+
+    import yaml
+
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
+    monkeypatch.chdir(tmp_path)
+    params = REPO_ROOT / "params" / profile
+    section = yaml.safe_load((params / "05_training.yaml").read_text())["training"]
+    splits = [section["train"], section["val"]]
+    for split in splits:
+        Path(os.path.expandvars(split["image_root"])).mkdir(parents=True, exist_ok=True)
+    for name in (
+        [s["annotations"] for s in splits] + [section.get("categories")] + [r.get("pool") for r in section["runs"]]
+    ):
+        if name:
+            path = Path(os.path.expandvars(name))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{}")
+    training = load_config(params / "05_training.yaml").section("training")
+    assert training.runs and training.solver.iterations >= 1
+    if profile == "paper":
+        assert training.engine == "detectron2" and training.solver.ema == 0.999 and training.test.max_detections == 300
+    assert load_config(params / "06_evaluation.yaml").section("evaluation").energy.tau == 0.9
