@@ -37,6 +37,15 @@ InputPath = Annotated[Path, MustExist()]
 
 
 @dataclass(frozen=True)
+class DatasetSplit:
+    """An LVIS/COCO json and the folder its images are under (usually made by an earlier stage, so they are
+    checked when the stage reads them, not when the params are loaded)."""
+
+    annotations: Path
+    image_root: Path
+
+
+@dataclass(frozen=True)
 class CommonConfig:
     """Profile-wide settings."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..clip_models import ClipChoice, ToyClipConfig
-from ..config import ConfigError
+from ..config import ConfigError, DatasetSplit
 
 
 @dataclass(frozen=True)
@@ -43,18 +43,10 @@ class InterSimilarityFilter:
 
 
 @dataclass(frozen=True)
-class RealInstances:
-    """Where the real training instances are: an LVIS/COCO json and the folder its images are under."""
-
-    annotations: Path
-    image_root: Path
-
-
-@dataclass(frozen=True)
 class FiltrationConfig:
     """The ``filtration`` section."""
 
-    real: RealInstances
+    real: DatasetSplit  # where the real training instances are
     clip: ClipChoice = field(default_factory=ClipChoice)
     toy_clip: ToyClipConfig = field(default_factory=ToyClipConfig)
     clip_score: ClipScoreFilter = field(default_factory=ClipScoreFilter)

@@ -6,16 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..config import InputPath, check_named_list
+from ..config import DatasetSplit, InputPath, check_named_list
 from ..paste import PasteConfig
-
-
-@dataclass(frozen=True)
-class DatasetSplit:
-    """An LVIS-format json and the folder its images are under."""
-
-    annotations: InputPath
-    image_root: InputPath
 
 
 @dataclass(frozen=True)
@@ -112,7 +104,7 @@ class RunSpec:
     the target set too (then truncates them away); ``seed`` defaults to the profile seed."""
 
     name: str
-    pool: InputPath | None = None
+    pool: Path | None = None
     extra_categories: bool = True
     seed: int | None = None
 
@@ -130,7 +122,7 @@ class TrainingConfig:
     val: DatasetSplit
     runs: list[RunSpec]
     engine: Literal["torchvision", "detectron2"] = "torchvision"
-    categories: InputPath | None = None
+    categories: Path | None = None
     model: TorchvisionModel = field(default_factory=TorchvisionModel)
     solver: Solver = field(default_factory=Solver)
     paste: PasteConfig = field(default_factory=PasteConfig)
