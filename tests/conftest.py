@@ -108,20 +108,21 @@ def pool_world(tmp_path_factory, smoke_world):
     return smoke_world, root
 
 
+def smoke_training_overrides(out, world):
+    """``--set`` values pointing the smoke training params at ``world`` and ``out``, one baseline run."""
+    return [
+        f"output_dir={out}",
+        f"training.train.annotations={world.json_path('train')}",
+        f"training.train.image_root={world.root}",
+        f"training.val.annotations={world.json_path('val')}",
+        f"training.val.image_root={world.root}",
+        "training.categories=null",
+        "training.runs=[{name: baseline}]",
+    ]
+
+
 def smoke_training(out, world, *overrides):
-    return load_config(
-        SMOKE_TRAINING,
-        [
-            f"output_dir={out}",
-            f"training.train.annotations={world.json_path('train')}",
-            f"training.train.image_root={world.root}",
-            f"training.val.annotations={world.json_path('val')}",
-            f"training.val.image_root={world.root}",
-            "training.categories=null",
-            "training.runs=[{name: baseline}]",
-            *overrides,
-        ],
-    )
+    return load_config(SMOKE_TRAINING, [*smoke_training_overrides(out, world), *overrides])
 
 
 def pool_runs(root, name="divergen"):

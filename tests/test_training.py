@@ -21,7 +21,16 @@ from divergen_lib.training.loss_log import read_loss_log
 from divergen_lib.training.sampling import RepeatFactorStream, StepPositions, repeat_factors
 from divergen_lib.training.stage import run, run_inputs
 
-from .conftest import EXTRA_ID, REPO_ROOT, SMOKE_TRAINING, pool_runs, rgba, run_cli, smoke_training
+from .conftest import (
+    EXTRA_ID,
+    REPO_ROOT,
+    SMOKE_TRAINING,
+    pool_runs,
+    rgba,
+    run_cli,
+    smoke_training,
+    smoke_training_overrides,
+)
 
 # -- classes, pools, sampling ------------------------------------------------------------------------------------
 
@@ -239,12 +248,9 @@ def test_figures_and_summary(trained):
 
 
 def test_cli_rejects_bad_training_parameters_without_a_traceback(tmp_path, smoke_world):
-    paths = [f"training.{split}.{key}={value}" for split in ("train", "val") for key, value in (
-        ("annotations", smoke_world.json_path(split)), ("image_root", smoke_world.root))]  # fmt: skip
-    args = [arg for override in paths for arg in ("--set", override)]
-    bad = ("--set", "training.categories=null", "--set", "training.runs=[{name: a}]")
-    bad += ("--set", "training.model.frozen_batchnorm=true")
-    result = run_cli("train", "--params", str(SMOKE_TRAINING), "--set", f"output_dir={tmp_path}", *args, *bad)
+    overrides = [*smoke_training_overrides(tmp_path, smoke_world), "training.model.frozen_batchnorm=true"]
+    args = [arg for override in overrides for arg in ("--set", override)]
+    result = run_cli("train", "--params", str(SMOKE_TRAINING), *args)
     assert result.returncode != 0 and "frozen_batchnorm" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -255,3 +261,20 @@ def test_paper_training_and_evaluation_params():
     assert training.test.max_detections == 300 and training.repeat_factor_threshold == 0.001
     evaluation = load_config(REPO_ROOT / "params/paper/06_evaluation.yaml").section("evaluation")
     assert evaluation.paper_table and evaluation.energy.tau == 0.9
+
+
+def test_torchrun_trains_with_two_cpu_processes(tmp_path, smoke_world):
+    """DDP under torchrun (gloo): the global batch is split between the ranks, rank 0 writes log and checkpoint."""
+    import subprocess
+    import sys
+
+    overrides = [*smoke_training_overrides(tmp_path, smoke_world), "training.runs=[{name: ddp}]"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "divergen_lib", "train", "--params", str(SMOKE_TRAINING)]
+    cmd += [arg for override in overrides for arg in ("--set", override)]
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "training" / "ddp"
+    assert [r["step"] for r in read_loss_log(out / "loss.jsonl")] == [1, 2, 3, 4]
+    model, _ = engine.load_model(out / "model_final.pth")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
