@@ -65,8 +65,9 @@ def test_stage_evaluates_every_finished_run_and_reuses_its_files(profile):
             assert other_backend[0].metrics[iou][key] == pytest.approx(evaluations[0].metrics[iou][key], abs=1e-6)
     rows = stage.summarize(evaluations)
     assert {(r["run"], r["iou"]) for r in rows} == {(n, i) for n in ("baseline", "divergen") for i in ("bbox", "segm")}
-    table = comparison_table(rows, with_paper=True)
+    table = comparison_table(rows, with_paper=True, source="smoke")
     assert len(table) == 2 + len(PAPER_RESULTS) and table[0]["AP_box"] == rows[0]["AP"]
+    assert table[0]["source"] == "smoke" and table[-1]["source"] == "DiverGen paper"
     figures = stage.save_figures(evaluations, config)
     assert set(figures) == {"metrics", "ap_vs_images", "predictions", "energy"}
     assert all(path.stat().st_size > 0 for path in figures.values())

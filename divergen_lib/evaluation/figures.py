@@ -54,8 +54,8 @@ def plot_ap_vs_images(
             marker=markers[k % len(markers)],
             s=22,
             alpha=0.7,
-            label=run,
         )
+        ax.scatter([], [], c="grey", marker=markers[k % len(markers)], label=run)
     for group, colour in FREQUENCY_COLOURS.items():
         ax.scatter([], [], c=colour, label=FREQUENCY_NAMES[group])
     ax.set_xscale("log")

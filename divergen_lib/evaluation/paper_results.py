@@ -19,12 +19,12 @@ PAPER_RESULTS: list[dict[str, Any]] = [
 ]
 
 
-def comparison_table(summary: list[dict[str, Any]], with_paper: bool) -> list[dict[str, Any]]:
-    """Our runs (``summarize`` rows) in the papers' four columns, followed by the published rows when
-    ``with_paper``."""
+def comparison_table(summary: list[dict[str, Any]], with_paper: bool, source: str) -> list[dict[str, Any]]:
+    """Our runs (``summarize`` rows, labelled ``source``, e.g. the profile) in the papers' four columns, followed
+    by the published rows when ``with_paper``."""
     ours: dict[str, dict[str, Any]] = {}
     for row in summary:
-        entry = ours.setdefault(row["run"], {"method": row["run"], "backbone": "", "source": "this repository"})
+        entry = ours.setdefault(row["run"], {"method": row["run"], "backbone": "", "source": source})
         suffix = "box" if row["iou"] == "bbox" else "mask"
         entry[f"AP_{suffix}"], entry[f"APr_{suffix}"] = row["AP"], row["APr"]
     rows = [{k: e.get(k) for k in ("method", "backbone", *COLUMNS, "source")} for e in ours.values()]
