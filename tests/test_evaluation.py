@@ -1,3 +1,5 @@
+import copy
+
 import numpy as np
 import pytest
 
@@ -63,8 +65,10 @@ def synthetic_results(gt, seed, crowded_image=True):
 def test_fast_backend_matches_the_lvis_api(smoke_world, seed, iou_type):
     gt_path = smoke_world.json_path("val")
     results = synthetic_results(read_lvis(gt_path), seed, crowded_image=seed != 1)
+    given = copy.deepcopy(results)
     fast_detailed = evaluate_lvis_detailed(gt_path, results, iou_type, backend="fast")
     reference_detailed = evaluate_lvis_detailed(gt_path, results, iou_type, backend="lvis")
+    assert results == given  # the caller's results are left as they were
     fast, reference = fast_detailed.metrics, reference_detailed.metrics
     assert evaluate_lvis(gt_path, results, iou_type) == fast
     assert set(fast) == set(METRICS)

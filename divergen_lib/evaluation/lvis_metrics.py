@@ -8,7 +8,6 @@ by score, which is lvis-api's rule).
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from collections import defaultdict
@@ -117,7 +116,7 @@ def evaluate_lvis_detailed(
     backend: Literal["fast", "lvis"] = "fast",
 ) -> LvisEvaluation:
     """:func:`evaluate_lvis` plus each category's AP (IoU 0.5:0.95, all areas)."""
-    dets = copy.deepcopy(top_detections(results))
+    dets = [dict(d) for d in top_detections(results)]  # the APIs add keys to each dict; nested values are only read
     if not dets:
         return LvisEvaluation(dict.fromkeys(METRICS, -1.0), {})
     evaluate = _lvis_api if backend == "lvis" else _faster_coco_eval
