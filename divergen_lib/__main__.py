@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     group = nbs.add_mutually_exclusive_group()
     group.add_argument("--only", metavar="NN", help="run only notebook NN")
     group.add_argument("--from", dest="start", metavar="NN", help="run notebooks NN and later")
+    pre = sub.add_parser("preflight", help="list every missing dataset, weight and package of a profile's notebooks")
+    pre.add_argument("--profile", default="demo")
+    group = pre.add_mutually_exclusive_group()
+    group.add_argument("--only", metavar="NN", help="check only notebook NN")
+    group.add_argument("--from", dest="start", metavar="NN", help="check notebooks NN and later")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -66,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(failure, file=sys.stderr)
                 return 1
             return 0
+        if args.command == "preflight":
+            from .notebook_runner import check_inputs, plan
+            from .preflight import report
+
+            missing = check_inputs(plan(args.profile, args.only, args.start))
+            print(report(missing) if missing else f"preflight: every input of profile {args.profile} is present")
+            return 1 if missing else 0
         config = load_config(args.params, args.overrides)
         result = _stage_function(args.command)(config)
         where = getattr(result, "root", None) or getattr(result, "out_dir", None) or config.common.output_dir

@@ -110,6 +110,15 @@ def _tag_checkpoint(name: str, tag: str, tag_cfg: dict[str, Any], allow_download
     )
 
 
+def locate_pretrained(name: str, tag: str) -> str:
+    """The local file of open_clip's pretrained ``tag`` of model ``name``, without downloading; ConfigError if it
+    is not in the Hugging Face cache."""
+    tag_cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not tag_cfg:
+        raise ConfigError(f"CLIP model {name}: no pretrained tag {tag!r} in open_clip")
+    return _tag_checkpoint(name, tag, tag_cfg, allow_download=False)
+
+
 def load_clip(
     name: str, pretrained: str | None, device: str | torch.device = "cpu", allow_download: bool = False
 ) -> ClipModel:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .preflight import Missing, preflight, report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
@@ -59,11 +62,21 @@ def _describe_failure(job: NotebookJob, err: Exception, root: Path) -> str:
     )
 
 
+def check_inputs(jobs: list[NotebookJob], root: Path = REPO_ROOT) -> list[Missing]:
+    """Every input the jobs' params files need that is missing (see :mod:`.preflight`)."""
+    with contextlib.chdir(root):  # params paths are relative to the repository root, as in the notebooks
+        return preflight([job.params.relative_to(root) for job in jobs])
+
+
 def run_notebooks(profile: str, only: str | None = None, start: str | None = None, root: Path = REPO_ROOT) -> None:
-    """Execute the planned notebooks in order, printing wall times; raise NotebookFailure on the first error."""
+    """Check the inputs of every planned notebook (:mod:`.preflight`), then execute them in order, printing wall
+    times; raise NotebookFailure listing every missing input, or on the first error."""
     import papermill as pm
 
     jobs = plan(profile, only, start, root)
+    missing = check_inputs(jobs, root)
+    if missing:
+        raise NotebookFailure(report(missing))
     total = time.perf_counter()
     for job in jobs:
         job.output.parent.mkdir(parents=True, exist_ok=True)

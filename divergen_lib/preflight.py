@@ -1,0 +1,222 @@
+"""Preflight: every dataset file, model weight and package the params files of a run need, checked before any
+work starts, and reported together in one message with what to download and where to put it.
+
+Inputs an earlier stage writes (anything under the profile's ``output_dir``) are not checked: they appear as
+the run proceeds. Nothing is downloaded or loaded here; Hugging Face entries are looked up in the local cache.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import Config, ConfigError, load_config
+
+
+@dataclass(frozen=True)
+class Missing:
+    """A missing input: what it is, where it is looked for, how to get it, and which params file needs it."""
+
+    what: str
+    where: str
+    how: str
+    needed_by: str = ""
+
+
+@dataclass(frozen=True)
+class _Check:
+    what: str
+    where: str
+    how: str
+    present: bool
+
+
+def _path(path: Path | str | None, what: str, how: str, folder: bool = False) -> Iterator[_Check]:
+    if path is not None:
+        path = Path(path)
+        yield _Check(what, str(path), how, path.is_dir() if folder else path.is_file())
+
+
+def _package(module: str, what: str, how: str) -> Iterator[_Check]:
+    yield _Check(what, f"python package {module!r}", how, importlib.util.find_spec(module) is not None)
+
+
+LVIS_HOW = (
+    "LVIS v1 from https://www.lvisdataset.org/dataset (annotations) and COCO 2017 images, under $DETECTRON2_DATASETS"
+)
+
+
+def _hf_or_folder(path: str | None, what: str) -> Iterator[_Check]:
+    """A diffusers pipeline: a local folder with ``model_index.json`` or a Hugging Face repo in the local cache."""
+    if not path:
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    local = Path(path).expanduser()
+    if local.exists():
+        yield _Check(
+            what, str(local / "model_index.json"), "a diffusers pipeline folder", (local / "model_index.json").is_file()
+        )
+        return
+    cached = try_to_load_from_cache(path, "model_index.json")
+    how = f"huggingface-cli download {path} (into the Hugging Face cache), or a local folder as `path`"
+    yield _Check(what, f"Hugging Face cache: {path}", how, isinstance(cached, str))
+
+
+def _models(models: list[Any]) -> Iterator[_Check]:
+    for model in models:
+        if model.backend == "toy" or model.allow_download:
+            continue
+        yield from _hf_or_folder(model.path, f"{model.backend} weights of model {model.name}")
+        if model.backend == "deepfloyd_if":
+            yield from _hf_or_folder(model.options.get("stage2_path"), f"IF stage II weights of model {model.name}")
+
+
+def _categories(selection: Any) -> Iterator[_Check]:
+    yield from _path(selection.metadata, "category metadata (LVIS json)", LVIS_HOW)
+    if selection.imagenet_extras:
+        from .wordnet import DEBIAN_WORDNET_DIR, missing_wordnet_files
+
+        missing = missing_wordnet_files()
+        how = "apt-get install wordnet-base wordnet-sense-index (WordNet 3.0, for the ImageNet extra categories)"
+        yield _Check("WordNet 3.0 files", f"{DEBIAN_WORDNET_DIR} ({', '.join(missing)})", how, not missing)
+
+
+def _prompts(prompts: Any) -> Iterator[_Check]:
+    yield from _path(
+        prompts.llm_dir,
+        "LLM prompt folder (DiverGen's input/gpt_prompt)",
+        "DiverGen's repository, input/gpt_prompt/",
+        True,
+    )
+    if prompts.llm_model is not None and not prompts.allow_download and (prompts.attributes or prompts.llm_prompts):
+        yield from _path(prompts.llm_model, "local LLM for prompts", "a Hugging Face causal LM folder", True)
+
+
+def _clip(choice: Any) -> Iterator[_Check]:
+    if choice.toy or choice.pretrained is None or choice.allow_download:
+        return
+    if Path(choice.pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors"):
+        yield from _path(choice.pretrained, f"CLIP {choice.name} weights", "an open_clip state dict file")
+        return
+    from .clip_models import locate_pretrained
+
+    try:
+        where, present = locate_pretrained(choice.name, choice.pretrained), True
+    except ConfigError as err:
+        where, present = str(err), False
+    how = f"open_clip pretrained {choice.pretrained!r} of {choice.name} in the Hugging Face cache (allow_download once)"
+    yield _Check(f"CLIP {choice.name} / {choice.pretrained}", where, how, present)
+
+
+def _generation(cfg: Any) -> Iterator[_Check]:
+    yield from _categories(cfg.categories)
+    yield from _prompts(cfg.prompts)
+    yield from _models(cfg.models)
+
+
+def _annotation(cfg: Any) -> Iterator[_Check]:
+    for method in cfg.methods:
+        if method.method.startswith("sam"):
+            how = f"SAM {method.model_type} checkpoint from https://github.com/facebookresearch/segment-anything"
+            where = method.checkpoint or "(no checkpoint given)"
+            yield from _path(where, f"SAM weights of method {method.name}", how)
+
+
+def _filtration(cfg: Any) -> Iterator[_Check]:
+    yield from _path(cfg.real.annotations, "real training annotations", LVIS_HOW)
+    yield from _path(cfg.real.image_root, "real training images", LVIS_HOW, True)
+    yield from _clip(cfg.clip)
+
+
+def _analysis(cfg: Any) -> Iterator[_Check]:
+    yield from _path(cfg.train_annotations, "train annotations", LVIS_HOW)
+    yield from _path(cfg.val_annotations, "val annotations", LVIS_HOW)
+    yield from _path(cfg.image_root, "images", LVIS_HOW, True)
+    yield from _categories(cfg.categories)
+    yield from _clip(cfg.clip)
+    for generated in cfg.generated:
+        yield from _prompts(generated.prompts)
+        yield from _models(generated.models)
+
+
+def _detectron2_weights(weights: str) -> Iterator[_Check]:
+    """detectron2 downloads ``detectron2://`` / URL weights on first use; offline they must be in its cache."""
+    if not weights.startswith(("detectron2://", "http://", "https://")):
+        yield from _path(weights or None, "detectron2 MODEL.WEIGHTS", "a local .pkl/.pth checkpoint")
+        return
+    cache = Path(os.environ.get("FVCORE_CACHE", Path.home() / ".torch" / "iopath_cache"))
+    relative = weights.split("://", 1)[1]
+    if weights.startswith("detectron2://"):
+        url, local = f"https://dl.fbaipublicfiles.com/detectron2/{relative}", cache / "detectron2" / relative
+    else:
+        url, local = weights, cache / relative
+    how = f"download {url} to that path (detectron2 fetches it on first use when online)"
+    yield _Check("detectron2 MODEL.WEIGHTS", str(local), how, local.is_file())
+
+
+def _training(cfg: Any) -> Iterator[_Check]:
+    for name, split in (("train", cfg.train), ("val", cfg.val)):
+        yield from _path(split.annotations, f"{name} annotations", LVIS_HOW)
+        yield from _path(split.image_root, f"{name} images", LVIS_HOW, True)
+    yield from _path(cfg.categories, "category metadata of the pools", "notebook 02 writes generation/categories.json")
+    for run in cfg.runs:
+        yield from _path(run.pool, f"instance pool of run {run.name}", "notebook 04 writes filtration/pool.json")
+    yield from _path(cfg.model.backbone_weights, "backbone ImageNet weights", "a torchvision ResNet state dict")
+    if cfg.engine != "detectron2":
+        return
+    how = "pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'"
+    yield from _package("detectron2", "detectron2", how)
+    for module in cfg.detectron2.project_modules:
+        name = module.partition(":")[0]
+        yield from _package(name, f"detectron2 project module {name}", "put the project's folder on PYTHONPATH")
+    if importlib.util.find_spec("detectron2") is not None:
+        from .errors import InputError
+        from .training.detectron2_engine import build_config
+
+        try:
+            yield from _detectron2_weights(build_config(cfg, 1, "cpu").MODEL.WEIGHTS)
+        except InputError as err:
+            yield _Check("detectron2 config", cfg.detectron2.config_file, str(err), False)
+
+
+CHECKS = {
+    "generation": _generation,
+    "annotation": _annotation,
+    "filtration": _filtration,
+    "analysis": _analysis,
+    "training": _training,
+}
+
+
+def missing_inputs(config: Config) -> list[Missing]:
+    """What the sections of ``config`` need and is not there (outputs of earlier stages excepted)."""
+    outputs = config.common.output_dir.resolve()
+    found = []
+    for name, section in config.sections.items():
+        for check in CHECKS.get(name, lambda _: iter(()))(section):
+            inside_outputs = Path(check.where).resolve().is_relative_to(outputs) if "/" in check.where else False
+            if not check.present and not inside_outputs:
+                found.append(Missing(check.what, check.where, check.how, str(config.path)))
+    return found
+
+
+def preflight(params_files: list[Path]) -> list[Missing]:
+    """Missing inputs of every params file, each place listed once (with the first file that needs it)."""
+    seen: dict[str, Missing] = {}
+    for path in params_files:
+        for item in missing_inputs(load_config(path)):
+            seen.setdefault(item.where, item)
+    return list(seen.values())
+
+
+def report(missing: list[Missing]) -> str:
+    """One message listing every missing input with where it goes and how to get it."""
+    lines = [f"{len(missing)} input(s) missing before this run can start:"]
+    for item in missing:
+        lines.append(f"  - {item.what}: {item.where}\n      get it: {item.how}\n      needed by: {item.needed_by}")
+    return "\n".join(lines)
