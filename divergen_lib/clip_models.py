@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -35,6 +36,7 @@ from PIL import Image
 
 from .config import ConfigError
 from .crops import annotation_crops
+from .errors import unreadable_weights_reason
 from .formats import atomic_open, read_json, read_lvis, write_json
 from .toyworld import ToyWorld
 
@@ -150,8 +152,8 @@ def load_clip(
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=checkpoint, device=device, weights_only=True, **kwargs
         )
-    except (RuntimeError, OSError, ValueError) as e:
-        raise ConfigError(f"CLIP model {name}: cannot load {pretrained}: {str(e).splitlines()[0]}") from None
+    except (RuntimeError, OSError, ValueError, pickle.UnpicklingError) as e:
+        raise ConfigError(f"CLIP model {name}: cannot load {pretrained}: {unreadable_weights_reason(e)}") from None
     model.eval()
     return ClipModel(name, pretrained, model, preprocess, open_clip.get_tokenizer(name), device)
 

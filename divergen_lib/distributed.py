@@ -2,7 +2,8 @@
 
 Every heavy stage runs its per-item work through :func:`resumable_map`: each rank appends finished rows to
 its own shard manifest (one fsync'd line per item), so a killed run loses at most the item in flight; a
-rerun skips every id already recorded by any shard; rank 0 merges the shards into one manifest whose row
+rerun first clears the temp files of writes the kill cut short (:func:`clear_interrupted_writes`), then
+skips every id already recorded by any shard; rank 0 merges the shards into one manifest whose row
 order follows the input ids, so the result does not depend on the number of processes.
 """
 
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from .formats import append_row, read_manifest, write_manifest
+from .formats import append_row, read_manifest, remove_temp_files, write_manifest
 
 if TYPE_CHECKING:
     from torch.nn import Module
@@ -92,6 +93,17 @@ def barrier() -> None:
         return
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def clear_interrupted_writes(out_dir: Path, info: DistInfo | None = None) -> None:
+    """Rank 0 removes the temp files that a killed run's atomic writes left under ``out_dir``; every rank waits for
+    it, so call this at the start of a stage, after :func:`init_process_group` and before anything is written."""
+    info = info or dist_info()
+    if info.is_main:
+        leftovers = remove_temp_files(out_dir)
+        if leftovers:
+            log.info("%s: removed %d temp files of interrupted writes", out_dir, len(leftovers))
+    barrier()
 
 
 def shard_path(out_dir: Path, name: str, rank: int, world_size: int) -> Path:

@@ -8,7 +8,6 @@ the run proceeds. Nothing is downloaded or loaded here; Hugging Face entries are
 from __future__ import annotations
 
 import importlib.util
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,19 +143,13 @@ def _analysis(cfg: Any) -> Iterator[_Check]:
         yield from _models(generated.models)
 
 
-def _detectron2_weights(weights: str) -> Iterator[_Check]:
-    """detectron2 downloads ``detectron2://`` / URL weights on first use; offline they must be in its cache."""
-    if not weights.startswith(("detectron2://", "http://", "https://")):
+def _detectron2_weights(weights: str, allow_download: bool) -> Iterator[_Check]:
+    """``MODEL.WEIGHTS``: a local file, or a URL that training may fetch only with ``allow_download``."""
+    if "://" not in weights:
         yield from _path(weights or None, "detectron2 MODEL.WEIGHTS", "a local .pkl/.pth checkpoint")
         return
-    cache = Path(os.environ.get("FVCORE_CACHE", Path.home() / ".torch" / "iopath_cache"))
-    relative = weights.split("://", 1)[1]
-    if weights.startswith("detectron2://"):
-        url, local = f"https://dl.fbaipublicfiles.com/detectron2/{relative}", cache / "detectron2" / relative
-    else:
-        url, local = weights, cache / relative
-    how = f"download {url} to that path (detectron2 fetches it on first use when online)"
-    yield _Check("detectron2 MODEL.WEIGHTS", str(local), how, local.is_file())
+    how = "set training.detectron2.allow_download: true, or download it and set opts: [MODEL.WEIGHTS, /local/file]"
+    yield _Check("detectron2 MODEL.WEIGHTS (a download)", weights, how, allow_download)
 
 
 def _training(cfg: Any) -> Iterator[_Check]:
@@ -179,7 +172,8 @@ def _training(cfg: Any) -> Iterator[_Check]:
         from .training.detectron2_engine import build_config
 
         try:
-            yield from _detectron2_weights(build_config(cfg, 1, "cpu").MODEL.WEIGHTS)
+            weights = build_config(cfg, 1, "cpu").MODEL.WEIGHTS
+            yield from _detectron2_weights(weights, cfg.detectron2.allow_download)
         except InputError as err:
             yield _Check("detectron2 config", cfg.detectron2.config_file, str(err), False)
 

@@ -37,21 +37,25 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
 
 
-@pytest.fixture(scope="session")
-def smoke_generation(tmp_path_factory, smoke_world):
-    """Toy generations (both styles, 2 per category for 10 categories) for the annotation and later stages."""
-    from divergen_lib.generation import stage
-
-    out = tmp_path_factory.mktemp("generation")
+def smoke_generation_overrides(out, world):
+    """``--set`` values for toy generations of ``world`` into ``out``: both styles, 2 per category for 10
+    categories (8 target, 2 extra)."""
     style = "{{name: toy_{0}, backend: toy, options: {{world: {1}, style: {0}, size: 96}}}}"
-    models = f"generation.models=[{style.format('flat', smoke_world.root)}, {style.format('soft', smoke_world.root)}]"
-    overrides = [
+    return [
         f"output_dir={out}",
-        f"generation.categories.toyworld={smoke_world.root}",
+        f"generation.categories.toyworld={world.root}",
         "generation.categories.ids=[1, 2, 3, 4, 5, 6, 7, 8, 31, 32]",
         "generation.images_per_category=2",
-        models,
+        f"generation.models=[{style.format('flat', world.root)}, {style.format('soft', world.root)}]",
     ]
+
+
+@pytest.fixture(scope="session")
+def smoke_generation(tmp_path_factory, smoke_world):
+    """Toy generations (:func:`smoke_generation_overrides`) for the annotation and later stages."""
+    from divergen_lib.generation import stage
+
+    overrides = smoke_generation_overrides(tmp_path_factory.mktemp("generation"), smoke_world)
     return stage.run(load_config(REPO_ROOT / "params" / "smoke" / "02_generation.yaml", overrides))
 
 

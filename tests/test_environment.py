@@ -1,5 +1,6 @@
 """The environment files agree, and the notebooks follow the house rules (checked without running them)."""
 
+import ast
 import json
 import re
 import subprocess
@@ -68,3 +69,30 @@ def test_code_is_ruff_clean():
     for args in (["check", "."], ["format", "--check", "."]):
         done = subprocess.run(ruff + args, cwd=REPO_ROOT, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+SAFE_KEYWORDS = {"weights_only": True, "allow_unsafe": False}  # torch.load, open_clip; detectron2's merge_from_file
+UNSAFE_CALLS = {("yaml", n) for n in ("load", "load_all", "full_load", "unsafe_load")} | {
+    ("pickle", "load"),
+    ("pickle", "loads"),
+}
+
+
+def test_weights_and_yaml_are_read_without_running_code():
+    """Every ``torch.load`` passes ``weights_only=True``, every detectron2 config merge ``allow_unsafe=False``, YAML
+    is read with ``yaml.safe_load`` only and nothing is unpickled directly (checked on the package's syntax trees)."""
+    for path in sorted((REPO_ROOT / "divergen_lib").rglob("*.py")):
+        where = path.relative_to(REPO_ROOT)
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.keyword) and node.arg in SAFE_KEYWORDS:
+                safe = isinstance(node.value, ast.Constant) and node.value.value is SAFE_KEYWORDS[node.arg]
+                assert safe, f"{where}:{node.lineno}: {node.arg} must be {SAFE_KEYWORDS[node.arg]}"
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            owner = node.func.value.id if isinstance(node.func.value, ast.Name) else None
+            passed = {k.arg for k in node.keywords}
+            assert (owner, node.func.attr) not in UNSAFE_CALLS, f"{where}:{node.lineno}: {owner}.{node.func.attr}"
+            if (owner, node.func.attr) == ("torch", "load"):
+                assert "weights_only" in passed, f"{where}:{node.lineno}: torch.load without weights_only"
+            if node.func.attr == "merge_from_file":
+                assert "allow_unsafe" in passed, f"{where}:{node.lineno}: merge_from_file without allow_unsafe"

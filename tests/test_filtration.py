@@ -1,4 +1,5 @@
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from divergen_lib.annotation import stage as annotation
 from divergen_lib.config import ConfigError, load_config
 from divergen_lib.filtration import stage as filtration
-from divergen_lib.formats import read_image, read_instance_pool
+from divergen_lib.formats import read_image, read_instance_pool, resolve_pool_paths
 
 from .conftest import REPO_ROOT, interrupted_after, run_cli
 
@@ -56,10 +57,11 @@ def test_pool_round_trips_and_holds_tight_rgba_crops(filtered):
     run, _ = filtered
     pool = read_instance_pool(run.pools["merged"])
     assert pool and all(e.preprocessed and e.mask_path is None for v in pool.values() for e in v)
+    assert not any(Path(e.path).is_absolute() for v in pool.values() for e in v)  # portable with its folder
     per_model = [read_instance_pool(p) for name, p in run.pools.items() if name != "merged"]
     assert sum(len(v) for p in per_model for v in p.values()) == sum(len(v) for v in pool.values())
     assert sum(len(v) for v in pool.values()) == sum(r["keep"] for r in run.rows)
-    for entries in pool.values():
+    for entries in resolve_pool_paths(pool, run.pools["merged"].parent).values():
         crop = read_image(entries[0].path, "RGBA")
         alpha = crop[..., 3]
         assert set(np.unique(alpha)) <= {0, 255}

@@ -58,3 +58,15 @@ def test_notebooks_do_not_start_when_inputs_are_missing(tmp_path):
 def test_cli_preflight_exit_status():
     ok = run_cli("preflight", "--profile", "smoke")
     assert ok.returncode == 0 and "every input" in ok.stdout
+
+
+def test_detectron2_weights_that_would_be_downloaded_are_listed_unless_allowed(monkeypatch):
+    pytest.importorskip("detectron2")
+    from divergen_lib.config import load_config
+    from divergen_lib.preflight import missing_inputs
+
+    monkeypatch.chdir(REPO_ROOT)
+    params = REPO_ROOT / "params" / "paper" / "05_training.yaml"
+    offline = missing_inputs(load_config(params, ["training.detectron2.allow_download=false"]))
+    assert any(m.what.startswith("detectron2 MODEL.WEIGHTS") and "://" in m.where for m in offline)
+    assert not any(m.what.startswith("detectron2 MODEL.WEIGHTS") for m in missing_inputs(load_config(params)))

@@ -29,7 +29,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..config import ConfigError, parse_options
-from ..errors import InputError
+from ..errors import InputError, unreadable_weights_reason
 from .base import AnnotatorConfig
 
 MaskChoice = Literal[0, 1, 2, "best_score"]
@@ -157,7 +157,7 @@ def load_sam(checkpoint: Path | None, model_type: str, device: str | torch.devic
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises anything from KeyError to UnpicklingError on a bad file
-        reason = (str(err).strip().splitlines() or [""])[0]
+        reason = unreadable_weights_reason(err)
         raise ConfigError(
             f"{where}: checkpoint {path} cannot be read as PyTorch weights ({type(err).__name__}: {reason})"
         ) from None

@@ -8,7 +8,8 @@
 3. Decisions: X-Paste's per-category bar needs every score of a category, so decisions are made once all
    are in; ``manifest.jsonl`` holds every score and the reason for each drop.
 4. Pool: kept instances become tight RGBA crops, written to ``pool/images/<0-based category>/`` and listed
-   in DiverGen/X-Paste's instance-pool json, one per generator and ``pool.json`` merging them.
+   in DiverGen/X-Paste's instance-pool json, one per generator and ``pool.json`` merging them. Entries are
+   relative to the pool json's folder, so a pool can be moved or copied with its images.
 Steps 1, 2 and 4 run through the resumable, sharded map.
 """
 
@@ -25,7 +26,14 @@ import numpy as np
 from ..clip_models import configured_clip
 from ..config import Config, ConfigError
 from ..crops import annotation_crops, generated_instance
-from ..distributed import dist_info, init_process_group, resolve_device, resumable_map
+from ..distributed import (
+    clear_interrupted_writes,
+    completed_rows,
+    dist_info,
+    init_process_group,
+    resolve_device,
+    resumable_map,
+)
 from ..formats import (
     PoolEntry,
     category_index,
@@ -177,7 +185,6 @@ class _PoolWriter:
 
 def run(config: Config) -> FiltrationRun:
     """Score, decide and build the pool for every annotated instance (``filtration/``)."""
-    from ..distributed import completed_rows
     from ..prompts import display_name
 
     cfg: FiltrationConfig = config.section("filtration")
@@ -189,6 +196,7 @@ def run(config: Config) -> FiltrationRun:
             raise ConfigError(f"{needed}: missing (run the generation and annotation stages first)")
     info = dist_info()
     init_process_group(info)
+    clear_interrupted_writes(out_dir, info)
     device = resolve_device(config.common.device, info)
     categories = read_json(gen_dir / "categories.json")
     names = {c["id"]: c["name"] for c in categories}
@@ -225,7 +233,8 @@ def run(config: Config) -> FiltrationRun:
 
     scorer = _Scorer(clip, cfg, gen_dir, texts, means)
     resumable_map(annotated, scorer, out_dir, "scores", id_of=lambda r: r["id"], info=info, batch_size=cfg.batch_size)
-    scored = [completed_rows(out_dir, "scores")[r["id"]] for r in annotated]
+    scores = completed_rows(out_dir, "scores")
+    scored = [scores[r["id"]] for r in annotated]
     errors = [r for r in scored if r.get("status") == "error"]
     decided = decide([r for r in scored if r.get("status") != "error"], cfg)
     decided += [{"annotation_id": r["id"], "keep": False, "reason": r["reason"], "status": "error"} for r in errors]
@@ -244,8 +253,7 @@ def run(config: Config) -> FiltrationRun:
     for r in kept:
         crop = crops[r["annotation_id"]]
         if crop.get("status") == "ok":
-            path = str((out_dir / crop["crop"]).resolve())
-            per_model[r["model"]][index[r["category_id"]]].append(PoolEntry(path, preprocessed=True))
+            per_model[r["model"]][index[r["category_id"]]].append(PoolEntry(crop["crop"], preprocessed=True))
     for model, pool in per_model.items():
         pools[model] = out_dir / f"pool_{model}.json"
         write_instance_pool(dict(pool), pools[model])

@@ -7,6 +7,7 @@ from .atomic import (
     encode_png,
     read_image,
     read_json,
+    remove_temp_files,
     write_json,
     write_png,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "read_json",
     "read_lvis",
     "read_manifest",
+    "remove_temp_files",
     "resolve_pool_paths",
     "rle_area",
     "rle_bbox",

@@ -1,7 +1,8 @@
 """Atomic writes: every file is written to a hidden temp file in its directory, then renamed into place.
 
 A reader therefore sees either the previous complete file or the new complete file, never a partial one,
-even if the writer is killed mid-write.
+even if the writer is killed mid-write; only the hidden temp file (``.<name>.<random>.tmp``) is left behind then,
+and :func:`remove_temp_files` clears such leftovers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PIL import Image
 from .errors import FormatError
 
 TEMP_SUFFIX = ".tmp"
+TEMP_PATTERN = f".*{TEMP_SUFFIX}"  # the names atomic_open gives its temp files
 
 
 @contextmanager
@@ -42,6 +44,18 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp files of atomic writes killed mid-way anywhere under ``folder``; returns their paths.
+
+    Only safe while nothing writes under ``folder``.
+    """
+    folder = Path(folder)
+    leftovers = sorted(p for p in folder.rglob(TEMP_PATTERN) if p.is_file()) if folder.is_dir() else []
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -1,10 +1,13 @@
 """The instance-pool json of DiverGen / X-Paste (``INPUT.INST_POOL_PATH``), the training-time paste source.
 
-``{"<0-based category index>": ["*/abs/images/3/0.png", "img.png|mask.png", "raw_rgba.png", ...]}``
+``{"<0-based category index>": ["*pool/images/3/0.png", "img.png|mask.png", "/abs/raw_rgba.png", ...]}``
 
 * ``*path``: a preprocessed RGBA crop (alpha binarised, largest component, tight box);
 * ``image|mask``: an image and its mask, preprocessed at load time;
 * plain ``path``: a raw RGBA file, preprocessed at load time.
+
+Relative paths are relative to the pool json's folder (:func:`resolve_pool_paths`; the filtration stage writes
+them so). DiverGen's and X-Paste's own loaders open paths as given: for them, write the resolved pool.
 """
 
 from __future__ import annotations

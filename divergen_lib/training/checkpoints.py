@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, unreadable_weights_reason
 from ..formats import atomic_open
 
 
@@ -26,9 +25,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise InputError(f"checkpoint not found: {path}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"{path}: not a readable checkpoint ({first})") from None
+    except Exception as err:  # torch.load raises anything from KeyError to UnpicklingError on a bad file
+        raise InputError(f"{path}: not a readable checkpoint ({unreadable_weights_reason(err)})") from None
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise InputError(f"{path}: not a checkpoint of this project (no 'model' state dict)")
     return checkpoint

@@ -56,9 +56,11 @@ def build_class_map(
     metadata: list[dict[str, Any]] | None,
     pool: InstancePool | None,
     extra_categories: bool,
+    pool_name: str = "instance pool",
 ) -> ClassMap:
     """Classes for a run: the training json's categories, plus the pool's categories outside them when
-    ``extra_categories`` (``metadata`` gives the pool's index -> category mapping; default: train's)."""
+    ``extra_categories`` (``metadata`` gives the pool's index -> category mapping; default: train's).
+    ``pool_name`` names the pool in errors."""
     metadata = metadata if metadata is not None else train_categories
     by_id = {c["id"]: c for c in metadata}
     missing = [c["id"] for c in train_categories if c["id"] not in by_id]
@@ -67,7 +69,7 @@ def build_class_map(
     target_ids = {c["id"] for c in train_categories}
     ids = set(target_ids)
     if pool and extra_categories:
-        pool_ids = _pool_category_ids(pool, metadata)
+        pool_ids = _pool_category_ids(pool, metadata, pool_name)
         ids |= {cid for cid, entries in pool_ids.items() if entries}
     ordered = sorted(ids)
     names = {c["id"]: c["name"] for c in metadata}
@@ -76,21 +78,24 @@ def build_class_map(
     )
 
 
-def _pool_category_ids(pool: InstancePool, metadata: list[dict[str, Any]]) -> dict[int, list]:
+def _pool_category_ids(pool: InstancePool, metadata: list[dict[str, Any]], pool_name: str) -> dict[int, list]:
     ids = {i: cid for cid, i in category_index(metadata).items()}
     unknown = sorted(k for k in pool if k not in ids)
     if unknown:
         raise InputError(
-            f"instance pool has category indices {unknown[:5]} beyond the {len(ids)} categories of its metadata "
+            f"{pool_name} has category indices {unknown[:5]} beyond the {len(ids)} categories of its metadata "
             "(set training.categories to the generation stage's categories.json)"
         )
     return {ids[k]: entries for k, entries in pool.items()}
 
 
-def pool_by_category(pool: InstancePool, metadata: list[dict[str, Any]], classes: ClassMap) -> dict[int, list[Any]]:
+def pool_by_category(
+    pool: InstancePool, metadata: list[dict[str, Any]], classes: ClassMap, pool_name: str = "instance pool"
+) -> dict[int, list[Any]]:
     """The pool's entries keyed by category id, restricted to the run's classes."""
     wanted = set(classes.category_ids)
-    return {cid: entries for cid, entries in _pool_category_ids(pool, metadata).items() if cid in wanted and entries}
+    by_id = _pool_category_ids(pool, metadata, pool_name)
+    return {cid: entries for cid, entries in by_id.items() if cid in wanted and entries}
 
 
 def write_class_map(classes: ClassMap, path: str | os.PathLike) -> None:

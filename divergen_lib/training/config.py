@@ -86,11 +86,14 @@ class Detectron2Settings:
     R50-FPN); ``opts`` are extra ``KEY VALUE`` overrides; ``project_modules`` are modules of a detectron2 project
     to import first (``module`` registers its architectures, ``module:function`` is also called on the config,
     e.g. ``centernet.config:add_centernet_config`` for CenterNet2, whose folder must be on PYTHONPATH);
-    ``num_gpus``/``num_machines``/``machine_rank``/``dist_url`` go to detectron2's ``launch``."""
+    ``num_gpus``/``num_machines``/``machine_rank``/``dist_url`` go to detectron2's ``launch``. Training starts from
+    ``MODEL.WEIGHTS``; a URL there (the model zoo configs name detectron2's ImageNet weights) is fetched only with
+    ``allow_download``, otherwise give a local file in ``opts``."""
 
     config_file: str = "LVISv1-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
     opts: list[str] = field(default_factory=list)
     project_modules: list[str] = field(default_factory=list)
+    allow_download: bool = False
     federated_loss: bool = True
     num_gpus: int = 1
     num_machines: int = 1

@@ -9,7 +9,7 @@ data workers, and a resumed run sees the samples an uninterrupted one would have
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..errors import InputError
 from ..filtration.pool import rgba_crop
 from ..formats import PoolEntry, annotation_mask, image_file, mask_bbox, read_image
 from ..paste import PasteConfig, paste_instances
@@ -127,6 +128,19 @@ class TrainingStream(Dataset):
         return training_sample(
             info, self.by_image[info["id"]], self.image_root, self.classes, self.paste, self.flip, rng
         )
+
+
+def one_line_worker_errors(loader: Iterable[Any]) -> Iterator[Any]:
+    """Iterate ``loader``. An :class:`InputError` raised in a data-loader worker process reaches the main process
+    with the worker's traceback as its message; it is raised again with its own one-line message."""
+    try:
+        yield from loader
+    except InputError as err:
+        lines = str(err).rstrip().splitlines()
+        own = f"{type(err).__module__}.{type(err).__qualname__}: "
+        if len(lines) > 1 and lines[-1].startswith(own):
+            raise type(err)(lines[-1][len(own) :]) from None
+        raise
 
 
 def collate(samples: list[Sample]) -> list[Sample]:

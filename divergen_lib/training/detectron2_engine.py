@@ -133,10 +133,11 @@ def build_config(cfg: TrainingConfig, num_classes: int, device: str, train: Trai
     d2 = get_cfg()
     import_project(cfg.detectron2, d2)
     d2.set_new_allowed(True)
-    try:
-        d2.merge_from_file(str(_config_file(cfg.detectron2.config_file)))
+    try:  # detectron2 would fall back to yaml.unsafe_load, which runs python tags
+        d2.merge_from_file(str(_config_file(cfg.detectron2.config_file)), allow_unsafe=False)
     except (OSError, KeyError, ValueError, AssertionError, yaml.YAMLError) as err:
-        raise InputError(f"training.detectron2.config_file {cfg.detectron2.config_file}: {err}") from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"training.detectron2.config_file {cfg.detectron2.config_file}: {reason}") from None
     for key in NUM_CLASSES_KEYS:
         _set_if_present(d2, key, num_classes)
     for key in SCORE_KEYS:
@@ -151,6 +152,11 @@ def build_config(cfg: TrainingConfig, num_classes: int, device: str, train: Trai
         raise InputError(f"training.detectron2.opts: {err}") from None
     if train is None:
         _set_if_present(d2, "MODEL.ROI_BOX_HEAD.USE_FED_LOSS", False)
+    elif "://" in d2.MODEL.WEIGHTS and not cfg.detectron2.allow_download:
+        raise InputError(
+            f"training.detectron2: MODEL.WEIGHTS {d2.MODEL.WEIGHTS} would be downloaded and downloads are off; set "
+            "training.detectron2.allow_download: true, or give a local file: opts: [MODEL.WEIGHTS, /path/to/file]"
+        )
     d2.freeze()
     return d2
 

@@ -17,10 +17,18 @@ from typing import Any
 import numpy as np
 
 from ..categories import read_category_metadata
-from ..config import Config, parse_options, plain_values
+from ..config import Config, DatasetSplit, parse_options, plain_values
 from ..distributed import dist_info
 from ..errors import InputError
-from ..formats import read_instance_pool, read_json, read_lvis, resolve_pool_paths, write_json
+from ..formats import (
+    PoolEntry,
+    image_file,
+    read_instance_pool,
+    read_json,
+    read_lvis,
+    resolve_pool_paths,
+    write_json,
+)
 from ..paste import area_prior
 from .classes import ClassMap, build_class_map, pool_by_category, read_class_map, write_class_map
 from .config import RUN_FILES, RunSpec, TrainingConfig, run_dir
@@ -59,17 +67,38 @@ class RunInputs:
 
 
 def run_inputs(cfg: TrainingConfig, spec: RunSpec, profile_seed: int) -> RunInputs:
-    """Read the training json and the run's pool; decide its classes."""
+    """Read the training json and the run's pool; decide its classes. A missing training image or pool file is an
+    error here, before anything is written or trained (images and crops are read only when drawn)."""
     train = read_lvis(cfg.train.annotations)
+    _check_images_exist(train, cfg.train)
     metadata = read_category_metadata(cfg.categories) if cfg.categories else None
     pool = resolve_pool_paths(read_instance_pool(spec.pool), spec.pool.parent) if spec.pool else None
-    classes = build_class_map(train["categories"], metadata, pool, spec.extra_categories)
+    pool_name = f"instance pool {spec.pool}"
+    classes = build_class_map(train["categories"], metadata, pool, spec.extra_categories, pool_name)
     paste = None
     if pool is not None:
-        by_category = pool_by_category(pool, metadata or train["categories"], classes)
+        by_category = pool_by_category(pool, metadata or train["categories"], classes, pool_name)
+        _check_pool_files_exist(by_category, pool_name)
         crops = {cid: PoolCrops(entries) for cid, entries in by_category.items()}
         paste = PasteSource(crops, area_prior(train), cfg.paste)
     return RunInputs(train, classes, paste, spec.seed if spec.seed is not None else profile_seed)
+
+
+def _check_images_exist(train: dict[str, Any], split: DatasetSplit) -> None:
+    missing = [path for path in (image_file(img, split.image_root) for img in train["images"]) if not path.is_file()]
+    if missing:
+        raise InputError(
+            f"{split.annotations}: {len(missing)} of its {len(train['images'])} images are not under "
+            f"training.train.image_root {split.image_root} (first: {missing[0]})"
+        )
+
+
+def _check_pool_files_exist(by_category: dict[int, list[PoolEntry]], pool_name: str) -> None:
+    for cid, entries in by_category.items():
+        for entry in entries:
+            for path in (entry.path, entry.mask_path):
+                if path is not None and not os.path.isfile(path):
+                    raise InputError(f"{pool_name}: file of an entry of category {cid} not found: {path}")
 
 
 def training_stream(cfg: TrainingConfig, inputs: RunInputs) -> TrainingStream:

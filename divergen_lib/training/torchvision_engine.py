@@ -24,13 +24,13 @@ from tqdm.auto import tqdm
 
 from ..config import plain_values
 from ..distributed import DistInfo, barrier, dist_info, init_process_group, resolve_device, unwrap_ddp
-from ..errors import InputError
+from ..errors import InputError, unreadable_weights_reason
 from ..evaluation.results import detections_to_results
 from ..formats import image_file, read_image
 from .checkpoints import load_checkpoint, save_checkpoint
 from .classes import ClassMap
 from .config import Solver, TestSettings, TorchvisionModel
-from .data import TrainingStream, collate, to_torchvision
+from .data import TrainingStream, collate, one_line_worker_errors, to_torchvision
 from .loss_log import TrainingDiverged, append_loss_row, drop_rows_after
 from .sampling import StepPositions, step_seed
 
@@ -79,12 +79,17 @@ def build_model(cfg: TorchvisionModel, num_classes: int, test: TestSettings | No
 
 def _load_backbone_weights(body: nn.Module, path: Path) -> None:
     """An ImageNet ResNet state dict (``.pth`` read with ``weights_only`` or ``.safetensors``); ``fc`` is dropped."""
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch.load raises anything from KeyError to UnpicklingError on a bad file
+        raise InputError(f"{path}: not readable as ResNet weights ({unreadable_weights_reason(err)})") from None
+    if not isinstance(state, dict):
+        raise InputError(f"{path}: not a state dict of this ResNet (found {type(state).__name__})")
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     missing, unexpected = body.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not k.endswith("num_batches_tracked")]:
@@ -197,7 +202,7 @@ def train(
     )
     state.model.train()
     bar = tqdm(total=solver.iterations, initial=state.step, desc=f"train {out_dir.name}", disable=not info.is_main)
-    for samples in loader:
+    for samples in one_line_worker_errors(loader):
         lr = state.optimizer.param_groups[0]["lr"]
         losses = _step(state, samples, solver, dev, seed, info)
         state.step += 1

@@ -1,0 +1,292 @@
+"""Bad inputs, one table: each is reported as one clear line (CLI: ``error: ...``, exit 2, no traceback, nothing
+written), or, for a bad item among good ones, as an ``error`` row of the stage's manifest while the stage completes.
+
+To add a case, write a builder that makes the bad input under ``tmp_path`` and returns the CLI arguments (a list)
+or a library call (a function without arguments), and add a :class:`Case` row to ``CASES``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from divergen_lib.errors import InputError
+from divergen_lib.formats import image_file, read_lvis, read_manifest, write_json, write_png
+from divergen_lib.training.checkpoints import load_checkpoint
+
+from .conftest import REPO_ROOT, SMOKE_TRAINING, run_cli, smoke_training, smoke_training_overrides
+
+SMOKE = REPO_ROOT / "params" / "smoke"
+
+Fixture = Callable[[str], Any]  # a conftest fixture by name, made only when a case needs it
+Target = list[str] | Callable[[], Any]  # CLI arguments, or a library call
+CODE_RAN = "code from a file ran"  # what the files that would run code print if they did
+
+
+@dataclass(frozen=True)
+class Case:
+    """``build(tmp_path, fixture)`` makes the bad input and returns what to run; the one-line error must match
+    ``expected``, and the CLI writes no file unless ``writes_nothing`` is false. With ``error_row_in`` (a manifest
+    under ``tmp_path``) the CLI completes instead, and the manifest has exactly one ``error`` row, whose reason
+    matches ``expected``."""
+
+    description: str
+    build: Callable[[Path, Fixture], Target]
+    expected: str
+    error_row_in: str | None = None
+    writes_nothing: bool = True
+
+
+def cli(stage: str, params: Path, *overrides: str) -> list[str]:
+    return [stage, "--params", str(params), *(arg for value in overrides for arg in ("--set", value))]
+
+
+def train(tmp_path: Path, fixture: Fixture, *overrides: str) -> list[str]:
+    """The smoke training of the smoke world into ``tmp_path/out``, one baseline run, with ``overrides``."""
+    defaults = smoke_training_overrides(tmp_path / "out", fixture("smoke_world"))
+    return cli("train", SMOKE_TRAINING, *defaults, *overrides)
+
+
+def train_with_pool(pool_text: str) -> Callable[[Path, Fixture], Target]:
+    """Training with a pool json of ``pool_text`` beside a crop ``crop.png``."""
+
+    def build(tmp_path: Path, fixture: Fixture) -> Target:
+        write_png(np.full((8, 8, 4), 255, np.uint8), tmp_path / "crop.png")
+        (tmp_path / "pool.json").write_text(pool_text)
+        return train(tmp_path, fixture, f"training.runs=[{{name: pasted, pool: {tmp_path / 'pool.json'}}}]")
+
+    return build
+
+
+def corrupt_generated_png(tmp_path: Path, fixture: Fixture) -> Target:
+    generation = fixture("smoke_generation")
+    shutil.copytree(generation.out_dir, tmp_path / "generation")
+    (tmp_path / "generation" / generation.rows[0]["path"]).write_bytes(b"not a png")
+    return cli(
+        "annotate",
+        SMOKE / "03_annotation.yaml",
+        f"output_dir={tmp_path}",
+        f"annotation.generation_dir={tmp_path}/generation",
+    )
+
+
+def torn_generation_manifest(tmp_path: Path, fixture: Fixture) -> Target:
+    shutil.copytree(fixture("smoke_generation").out_dir, tmp_path / "generation")
+    manifest = tmp_path / "generation" / "manifest.jsonl"
+    manifest.write_bytes(manifest.read_bytes()[:-40])
+    return cli("annotate", SMOKE / "03_annotation.yaml", f"output_dir={tmp_path}")
+
+
+def training_json_with_unknown_category(tmp_path: Path, fixture: Fixture) -> Target:
+    data = read_lvis(fixture("smoke_world").json_path("train"))
+    data["annotations"][0]["category_id"] = 999
+    write_json(data, tmp_path / "train.json")
+    return train(tmp_path, fixture, f"training.train.annotations={tmp_path / 'train.json'}")
+
+
+def world_without_images(tmp_path: Path, fixture: Fixture) -> Target:
+    world = fixture("smoke_world")
+    for split in ("train", "val"):
+        shutil.copy(world.json_path(split), tmp_path / f"{split}.json")
+    return train(
+        tmp_path,
+        fixture,
+        f"training.train.annotations={tmp_path / 'train.json'}",
+        f"training.train.image_root={tmp_path}",
+    )
+
+
+def world_with_unreadable_images(tmp_path: Path, fixture: Fixture) -> Target:
+    """Every training image present but not an image; a data-loader worker process is the first to read one."""
+    train_json = fixture("smoke_world").json_path("train")
+    for image in read_lvis(train_json)["images"]:
+        path = image_file(image, tmp_path / "world")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"not an image")
+    return train(
+        tmp_path,
+        fixture,
+        f"training.train.annotations={train_json}",
+        f"training.train.image_root={tmp_path / 'world'}",
+        "training.num_workers=1",
+    )
+
+
+def params_file(text: str) -> Callable[[Path, Fixture], Target]:
+    def build(tmp_path: Path, fixture: Fixture) -> Target:
+        (tmp_path / "bad.yaml").write_text(text)
+        return cli("generate", tmp_path / "bad.yaml")
+
+    return build
+
+
+def evaluate_with_checkpoint(write: Callable[[Path], None]) -> Callable[[Path, Fixture], Target]:
+    """Evaluation of a copy of the session's trained run whose evaluation checkpoint ``write`` replaces."""
+
+    def build(tmp_path: Path, fixture: Fixture) -> Target:
+        _, output = fixture("trained")
+        run_dir = tmp_path / "training" / output.name
+        run_dir.mkdir(parents=True)
+        for name in ("run.json", "classes.json", "model_final.pth"):
+            shutil.copy(output.out_dir / name, run_dir / name)
+        write(run_dir / output.eval_checkpoint.name)
+        return cli("evaluate", SMOKE / "06_evaluation.yaml", f"output_dir={tmp_path}")
+
+    return build
+
+
+def load_checkpoint_of(content: Any) -> Callable[[Path, Fixture], Target]:
+    def build(tmp_path: Path, fixture: Fixture) -> Target:
+        torch.save(content, tmp_path / "checkpoint.pth")
+        return lambda: load_checkpoint(tmp_path / "checkpoint.pth")
+
+    return build
+
+
+class RunsCode:
+    """Unpickling it calls ``print``: a full unpickler would run code from the file."""
+
+    def __reduce__(self):
+        return (print, (CODE_RAN,))
+
+
+def detectron2_config(tmp_path: Path, fixture: Fixture, *overrides: str) -> Target:
+    """The detectron2 training config of the smoke training params with ``overrides``."""
+    engine = pytest.importorskip("divergen_lib.training.detectron2_engine")
+    overrides = ("training.engine=detectron2", *overrides)
+    cfg = smoke_training(tmp_path, fixture("smoke_world"), *overrides).section("training")
+    return lambda: engine.build_config(cfg, 3, "cpu", engine.TrainSetup("bad", tmp_path, 0))
+
+
+def detectron2_config_with_python_tag(tmp_path: Path, fixture: Fixture) -> Target:
+    (tmp_path / "d2.yaml").write_text(f'MODEL:\n  WEIGHTS: !!python/object/apply:builtins.print ["{CODE_RAN}"]\n')
+    return detectron2_config(tmp_path, fixture, f"training.detectron2.config_file={tmp_path / 'd2.yaml'}")
+
+
+CASES = [
+    Case(
+        "corrupt PNG among generated images",
+        corrupt_generated_png,
+        r"images/toy_flat/00001/000000\.png: unreadable image",
+        error_row_in="annotation/manifest.jsonl",
+    ),
+    Case(
+        "generation manifest cut mid-line",
+        torn_generation_manifest,
+        r"generation/manifest\.jsonl:\d+: not a JSON object",
+    ),
+    Case(
+        "missing mask file of a pool entry",
+        train_with_pool('{"0": ["crop.png|crop_mask.png"]}'),
+        r"instance pool .*pool\.json: file of an entry of category \d+ not found: .*crop_mask\.png$",
+    ),
+    Case(
+        "pool key beyond the category metadata",
+        train_with_pool('{"99": ["*crop.png"]}'),
+        r"instance pool .*pool\.json has category indices \[99\] beyond the \d+ categories of its metadata",
+    ),
+    Case("malformed pool json", train_with_pool('{"0": ["*crop.png"'), r"pool\.json: not valid JSON"),
+    Case(
+        "unknown category id in a training json annotation",
+        training_json_with_unknown_category,
+        r"train\.json: annotation \d+ refers to unknown category id 999",
+    ),
+    Case(
+        "missing training json",
+        lambda tmp_path, fixture: train(tmp_path, fixture, f"training.train.annotations={tmp_path / 'none.json'}"),
+        r"none\.json: file not found",
+    ),
+    Case(
+        "training on a world whose images are missing",
+        world_without_images,
+        r"train\.json: (\d+) of its \1 images are not under training\.train\.image_root .* \(first: .*\.png\)",
+    ),
+    Case(
+        "unreadable training image read by a data-loader worker",
+        world_with_unreadable_images,
+        r"world/train/\d+\.png: unreadable image \(cannot identify image file",
+        writes_nothing=False,  # the run's class map and settings are written before training starts
+    ),
+    Case("params: invalid YAML", params_file("generation: {models: [\n"), r"bad\.yaml: not valid YAML"),
+    Case(
+        "params: unknown key",
+        params_file("generation:\n  imgs_per_category: 3\n"),
+        r"bad\.yaml: unknown key 'generation\.imgs_per_category' \(known keys: .*images_per_category",
+    ),
+    Case(
+        "params: wrong type",
+        lambda tmp_path, fixture: cli("generate", SMOKE / "02_generation.yaml", "generation.images_per_category=many"),
+        r"generation\.images_per_category: expected an integer, got 'many'",
+    ),
+    Case(
+        "params: --set without a value",
+        lambda tmp_path, fixture: cli("generate", SMOKE / "02_generation.yaml", "output_dir"),
+        r"--set 'output_dir': expected key=value",
+    ),
+    Case(
+        "missing params file",
+        lambda tmp_path, fixture: cli("generate", tmp_path / "nope.yaml"),
+        r"params file not found: .*nope\.yaml",
+    ),
+    Case(
+        "checkpoint of random bytes",
+        evaluate_with_checkpoint(lambda path: path.write_bytes(np.random.default_rng(0).bytes(4096))),
+        r"model_final_truncated\.pth: not a readable checkpoint \(refused by torch\.load\(weights_only=True\)",
+    ),
+    Case(
+        "torch file that is not a checkpoint of this project",
+        load_checkpoint_of({"weights": torch.zeros(2)}),
+        r"checkpoint\.pth: not a checkpoint of this project \(no 'model' state dict\)",
+    ),
+    Case(
+        "checkpoint that would run code when unpickled",
+        load_checkpoint_of({"model": RunsCode()}),
+        r"checkpoint\.pth: not a readable checkpoint \(refused by torch\.load\(weights_only=True\): Unsupported global",
+    ),
+    Case(
+        "detectron2 weights to download with downloads off",
+        detectron2_config,
+        r"MODEL\.WEIGHTS detectron2://\S+ would be downloaded and downloads are off",
+    ),
+    Case(
+        "detectron2 config file with a python tag",
+        detectron2_config_with_python_tag,
+        r"d2\.yaml: could not determine a constructor for the tag .*python/object/apply:builtins\.print",
+    ),
+]
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.description for c in CASES])
+def test_bad_input_is_one_clear_error(case, tmp_path, request, capsys):
+    target = case.build(tmp_path, request.getfixturevalue)
+    before = files_under(tmp_path)
+    if callable(target):
+        with pytest.raises(InputError) as err:
+            target()
+        message = str(err.value)
+        assert "\n" not in message and re.search(case.expected, message), message
+        assert CODE_RAN not in capsys.readouterr().out
+        return
+    done = run_cli(*target)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    if case.error_row_in is not None:
+        assert done.returncode == 0, done.stderr[-3000:]
+        errors = [r for r in read_manifest(tmp_path / case.error_row_in) if r["status"] == "error"]
+        assert len(errors) == 1 and re.search(case.expected, errors[0]["reason"]), errors
+        return
+    messages = re.findall(r"error: (.*)", done.stderr)  # after a progress bar's last state, if one was shown
+    assert done.returncode == 2 and len(messages) == 1, done.stderr[-3000:]
+    assert re.search(case.expected, messages[0]), messages[0]
+    assert files_under(tmp_path) == before or not case.writes_nothing
