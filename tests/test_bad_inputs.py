@@ -160,7 +160,8 @@ class RunsCode:
 
 def detectron2_config(tmp_path: Path, fixture: Fixture, *overrides: str) -> Target:
     """The detectron2 training config of the smoke training params with ``overrides``."""
-    engine = pytest.importorskip("divergen_lib.training.detectron2_engine")
+    pytest.importorskip("detectron2")
+    from divergen_lib.training import detectron2_engine as engine
     overrides = ("training.engine=detectron2", *overrides)
     cfg = smoke_training(tmp_path, fixture("smoke_world"), *overrides).section("training")
     return lambda: engine.build_config(cfg, 3, "cpu", engine.TrainSetup("bad", tmp_path, 0))
