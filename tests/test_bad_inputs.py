@@ -162,6 +162,7 @@ def detectron2_config(tmp_path: Path, fixture: Fixture, *overrides: str) -> Targ
     """The detectron2 training config of the smoke training params with ``overrides``."""
     pytest.importorskip("detectron2")
     from divergen_lib.training import detectron2_engine as engine
+
     overrides = ("training.engine=detectron2", *overrides)
     cfg = smoke_training(tmp_path, fixture("smoke_world"), *overrides).section("training")
     return lambda: engine.build_config(cfg, 3, "cpu", engine.TrainSetup("bad", tmp_path, 0))
