@@ -218,3 +218,12 @@ def unwrap_ddp(model: Module) -> Module:
     from torch.nn.parallel import DistributedDataParallel
 
     return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def require_single_process(what: str) -> None:
+    """Refuse to run ``what`` under torchrun with several processes (each would repeat all of it)."""
+    info = dist_info()
+    if info.world_size > 1:
+        from .errors import InputError
+
+        raise InputError(f"{what} runs in one process; start it without torchrun (found {info.world_size} processes)")

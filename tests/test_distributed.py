@@ -34,6 +34,18 @@ def test_single_process_without_torchrun(monkeypatch):
     assert dist_info() == DistInfo(0, 1, 0)
 
 
+def test_single_process_stages_refuse_torchrun(monkeypatch):
+    from divergen_lib.distributed import require_single_process
+    from divergen_lib.errors import InputError
+
+    require_single_process("the evaluate stage")  # one process: fine
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(InputError, match="the evaluate stage runs in one process; start it without torchrun"):
+        require_single_process("the evaluate stage")
+
+
 class Stop(BaseException):
     """Simulates an interruption (not an item error)."""
 

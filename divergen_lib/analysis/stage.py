@@ -20,7 +20,7 @@ import numpy as np
 from ..clip_models import ClipChoice, ClipModel, ToyClipConfig, configured_clip
 from ..config import Config, check_named_list
 from ..crops import annotation_crops
-from ..distributed import resolve_device
+from ..distributed import require_single_process, resolve_device
 from ..formats import atomic_open, read_lvis, write_json
 from ..generation.base import ModelConfig, build_generator
 from ..generation.stage import CategorySelection, build_prompts, plan_requests, resolve_categories
@@ -154,6 +154,7 @@ class AnalysisRun:
 
 def run(config: Config) -> AnalysisRun:
     """Embed real train/val and each generated set; compare each with real val (``analysis/metrics.json``)."""
+    require_single_process("the analyze stage")
     cfg: AnalysisConfig = config.section("analysis")
     out_dir = config.stage_dir("analysis")
     cache = out_dir / "embeddings"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..distributed import require_single_process
 from ..errors import InputError
 from ..formats import read_json, read_lvis, write_json
 from ..training.config import RUN_FILES
@@ -141,6 +142,7 @@ def selected_runs(config: Config) -> list[RunOutput]:
 
 def run(config: Config) -> list[RunEvaluation]:
     """Evaluate every selected run."""
+    require_single_process("the evaluate stage")
     cfg: EvaluationConfig = config.section("evaluation")
     return [evaluate_run(r, cfg, config.common.device, config.common.seed) for r in selected_runs(config)]
 

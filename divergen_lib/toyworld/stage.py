@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Config
+from ..distributed import require_single_process
 from ..formats import read_lvis
 from ..viz import instance_crops, plot_category_frequency, plot_crop_rows, plot_examples, save_figure
 from .build import TOY_LABEL, ToyWorld, build_toyworld
@@ -12,6 +13,7 @@ from .build import TOY_LABEL, ToyWorld, build_toyworld
 
 def run(config: Config) -> ToyWorld:
     """Build (or reuse) ``<output_dir>/toyworld`` and write its figures to ``<output_dir>/figures``."""
+    require_single_process("the toyworld stage")
     section = config.section("toyworld")
     world = build_toyworld(section, config.stage_dir("toyworld"), seed=config.common.seed)
     save_overview_figures(world, config.common.output_dir / "figures", section.examples_in_figure)

@@ -32,7 +32,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..categories import read_category_metadata
-from ..distributed import dist_info, resolve_device, unwrap_ddp
+from ..distributed import require_single_process, resolve_device, unwrap_ddp
 from ..errors import InputError
 from ..evaluation.results import detections_to_results
 from ..formats import atomic_write_text, image_file, read_image, write_json
@@ -492,10 +492,7 @@ def train(cfg: TrainingConfig, inputs: RunInputs, out_dir: Path, device: str) ->
         return final
     settings = cfg.detectron2
     world = settings.num_gpus * settings.num_machines
-    if dist_info().world_size > 1:
-        raise InputError(
-            "engine detectron2 starts its own processes (training.detectron2.num_gpus); run without torchrun"
-        )
+    require_single_process("engine detectron2 (it starts its own processes: training.detectron2.num_gpus)")
     d2_device = _device(device)
     if world > 1 and d2_device != "cuda":
         raise InputError(f"training.detectron2.num_gpus × num_machines = {world} needs CUDA GPUs")
