@@ -112,13 +112,22 @@ def _tag_checkpoint(name: str, tag: str, tag_cfg: dict[str, Any], allow_download
     )
 
 
-def locate_pretrained(name: str, tag: str) -> str:
-    """The local file of open_clip's pretrained ``tag`` of model ``name``, without downloading; ConfigError if it
-    is not in the Hugging Face cache."""
-    tag_cfg = open_clip.get_pretrained_cfg(name, tag)
-    if not tag_cfg:
-        raise ConfigError(f"CLIP model {name}: no pretrained tag {tag!r} in open_clip")
-    return _tag_checkpoint(name, tag, tag_cfg, allow_download=False)
+def locate_pretrained(name: str, pretrained: str, allow_download: bool = False) -> tuple[str, dict[str, Any]]:
+    """The local weights file of ``pretrained`` (an open_clip tag of model ``name`` or a checkpoint file) and the
+    extra ``create_model_and_transforms`` arguments a tag implies; one ConfigError when they cannot be had."""
+    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+    if tag_cfg:
+        kwargs = {
+            "force_quick_gelu": bool(tag_cfg.get("quick_gelu", False)),
+            "force_preprocess_cfg": merge_preprocess_dict({}, tag_cfg),
+        }
+        return _tag_checkpoint(name, pretrained, tag_cfg, allow_download), kwargs
+    if Path(pretrained).is_file():
+        return pretrained, {}
+    if Path(pretrained).suffix in CHECKPOINT_SUFFIXES:
+        raise ConfigError(f"CLIP model {name}: checkpoint file {pretrained} not found")
+    tags = open_clip.list_pretrained_tags_by_model(name)
+    raise ConfigError(f"CLIP model {name}: {pretrained!r} is neither a pretrained tag {tags} nor a file")
 
 
 def load_clip(
@@ -132,21 +141,9 @@ def load_clip(
     """
     if name not in open_clip.list_models():
         raise ConfigError(f"CLIP model {name}: not an open_clip model config")
-    kwargs: dict[str, Any] = {}
-    checkpoint = None
+    checkpoint, kwargs = None, {}
     if pretrained is not None:
-        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
-        if tag_cfg:
-            checkpoint = _tag_checkpoint(name, pretrained, tag_cfg, allow_download)
-            kwargs["force_quick_gelu"] = bool(tag_cfg.get("quick_gelu", False))
-            kwargs["force_preprocess_cfg"] = merge_preprocess_dict({}, tag_cfg)
-        elif Path(pretrained).is_file():
-            checkpoint = pretrained
-        elif Path(pretrained).suffix in CHECKPOINT_SUFFIXES:
-            raise ConfigError(f"CLIP model {name}: checkpoint file {pretrained} not found")
-        else:
-            tags = open_clip.list_pretrained_tags_by_model(name)
-            raise ConfigError(f"CLIP model {name}: {pretrained!r} is neither a pretrained tag {tags} nor a file")
+        checkpoint, kwargs = locate_pretrained(name, pretrained, allow_download)
     device = torch.device(device)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(

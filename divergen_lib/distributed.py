@@ -2,7 +2,7 @@
 
 Every heavy stage runs its per-item work through :func:`resumable_map`: each rank appends finished rows to
 its own shard manifest (one fsync'd line per item), so a killed run loses at most the item in flight; a
-rerun first clears the temp files of writes the kill cut short (:func:`clear_interrupted_writes`), then
+rerun first clears the temp files of writes the kill cut short (:func:`start_stage`), then
 skips every id already recorded by any shard; rank 0 merges the shards into one manifest whose row
 order follows the input ids, so the result does not depend on the number of processes.
 """
@@ -95,15 +95,17 @@ def barrier() -> None:
         dist.barrier()
 
 
-def clear_interrupted_writes(out_dir: Path, info: DistInfo | None = None) -> None:
-    """Rank 0 removes the temp files that a killed run's atomic writes left under ``out_dir``; every rank waits for
-    it, so call this at the start of a stage, after :func:`init_process_group` and before anything is written."""
-    info = info or dist_info()
+def start_stage(out_dir: Path) -> DistInfo:
+    """Begin a sharded stage writing under ``out_dir``: join the process group (under torchrun), then rank 0 removes
+    the temp files that a killed run's atomic writes left there while every rank waits."""
+    info = dist_info()
+    init_process_group(info)
     if info.is_main:
         leftovers = remove_temp_files(out_dir)
         if leftovers:
             log.info("%s: removed %d temp files of interrupted writes", out_dir, len(leftovers))
     barrier()
+    return info
 
 
 def shard_path(out_dir: Path, name: str, rank: int, world_size: int) -> Path:

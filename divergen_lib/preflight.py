@@ -49,30 +49,25 @@ LVIS_HOW = (
 )
 
 
-def _hf_or_folder(path: str | None, what: str) -> Iterator[_Check]:
+def _pipeline(path: str | None, what: str) -> Iterator[_Check]:
     """A diffusers pipeline: a local folder with ``model_index.json`` or a Hugging Face repo in the local cache."""
-    if not path:
-        return
-    from huggingface_hub import try_to_load_from_cache
+    from .generation.pipeline_files import locate_pipeline
 
-    local = Path(path).expanduser()
-    if local.exists():
-        yield _Check(
-            what, str(local / "model_index.json"), "a diffusers pipeline folder", (local / "model_index.json").is_file()
-        )
-        return
-    cached = try_to_load_from_cache(path, "model_index.json")
+    try:
+        present = bool(locate_pipeline(path, what, allow_download=False))
+    except ConfigError:
+        present = False
     how = f"huggingface-cli download {path} (into the Hugging Face cache), or a local folder as `path`"
-    yield _Check(what, f"Hugging Face cache: {path}", how, isinstance(cached, str))
+    yield _Check(what, path or "(no path given)", how, present)
 
 
 def _models(models: list[Any]) -> Iterator[_Check]:
     for model in models:
         if model.backend == "toy" or model.allow_download:
             continue
-        yield from _hf_or_folder(model.path, f"{model.backend} weights of model {model.name}")
+        yield from _pipeline(model.path, f"{model.backend} weights of model {model.name}")
         if model.backend == "deepfloyd_if":
-            yield from _hf_or_folder(model.options.get("stage2_path"), f"IF stage II weights of model {model.name}")
+            yield from _pipeline(model.options.get("stage2_path"), f"IF stage II weights of model {model.name}")
 
 
 def _categories(selection: Any) -> Iterator[_Check]:
@@ -99,17 +94,14 @@ def _prompts(prompts: Any) -> Iterator[_Check]:
 def _clip(choice: Any) -> Iterator[_Check]:
     if choice.toy or choice.pretrained is None or choice.allow_download:
         return
-    if Path(choice.pretrained).suffix in (".pt", ".pth", ".bin", ".safetensors"):
-        yield from _path(choice.pretrained, f"CLIP {choice.name} weights", "an open_clip state dict file")
-        return
     from .clip_models import locate_pretrained
 
     try:
-        where, present = locate_pretrained(choice.name, choice.pretrained), True
-    except ConfigError as err:
-        where, present = str(err), False
-    how = f"open_clip pretrained {choice.pretrained!r} of {choice.name} in the Hugging Face cache (allow_download once)"
-    yield _Check(f"CLIP {choice.name} / {choice.pretrained}", where, how, present)
+        present = bool(locate_pretrained(choice.name, choice.pretrained))
+    except ConfigError:
+        present = False
+    how = "an open_clip pretrained tag in the Hugging Face cache (allow_download once), or a local checkpoint file"
+    yield _Check(f"CLIP {choice.name} weights", choice.pretrained, how, present)
 
 
 def _generation(cfg: Any) -> Iterator[_Check]:
@@ -193,8 +185,7 @@ def missing_inputs(config: Config) -> list[Missing]:
     found = []
     for name, section in config.sections.items():
         for check in CHECKS.get(name, lambda _: iter(()))(section):
-            inside_outputs = Path(check.where).resolve().is_relative_to(outputs) if "/" in check.where else False
-            if not check.present and not inside_outputs:
+            if not check.present and not Path(check.where).resolve().is_relative_to(outputs):
                 found.append(Missing(check.what, check.where, check.how, str(config.path)))
     return found
 

@@ -17,14 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config, ConfigError, check_named_list
-from ..distributed import (
-    clear_interrupted_writes,
-    completed_rows,
-    dist_info,
-    init_process_group,
-    resolve_device,
-    resumable_map,
-)
+from ..distributed import completed_rows, resolve_device, resumable_map, start_stage
 from ..errors import InputError
 from ..formats import mask_to_rle, read_image, read_manifest, write_manifest
 from .base import Annotator, AnnotatorConfig, build_annotator
@@ -120,9 +113,7 @@ def run(config: Config) -> AnnotationRun:
     cfg: AnnotationConfig = config.section("annotation")
     out_dir = config.stage_dir("annotation")
     gen_dir = cfg.generation_dir or config.stage_dir("generation")
-    info = dist_info()
-    init_process_group(info)
-    clear_interrupted_writes(out_dir, info)
+    info = start_stage(out_dir)
     device = resolve_device(config.common.device, info)
     items = generation_rows(gen_dir)
     rows: list[dict[str, Any]] = []

@@ -26,14 +26,7 @@ import numpy as np
 from ..clip_models import configured_clip
 from ..config import Config, ConfigError
 from ..crops import annotation_crops, generated_instance
-from ..distributed import (
-    clear_interrupted_writes,
-    completed_rows,
-    dist_info,
-    init_process_group,
-    resolve_device,
-    resumable_map,
-)
+from ..distributed import completed_rows, resolve_device, resumable_map, start_stage
 from ..formats import (
     PoolEntry,
     category_index,
@@ -194,9 +187,7 @@ def run(config: Config) -> FiltrationRun:
     for needed in (gen_dir / "categories.json", ann_dir / "manifest.jsonl"):
         if not needed.is_file():
             raise ConfigError(f"{needed}: missing (run the generation and annotation stages first)")
-    info = dist_info()
-    init_process_group(info)
-    clear_interrupted_writes(out_dir, info)
+    info = start_stage(out_dir)
     device = resolve_device(config.common.device, info)
     categories = read_json(gen_dir / "categories.json")
     names = {c["id"]: c["name"] for c in categories}

@@ -28,12 +28,10 @@ from diffusers import (
     IFSuperResolutionPipeline,
     StableDiffusionPipeline,
 )
-from huggingface_hub import constants, hf_hub_download
-from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-from huggingface_hub.utils import validate_repo_id
 
-from ..config import ConfigError, parse_options
+from ..config import parse_options
 from .base import GeneratedImage, GenerationRequest, ModelConfig
+from .pipeline_files import locate_pipeline
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _NOT_LOADED = ("safety_checker", "watermarker")
@@ -95,14 +93,6 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return _DTYPES[name]
 
 
-def _is_repo_id(text: str) -> bool:
-    try:
-        validate_repo_id(text)
-    except HFValidationError:
-        return False
-    return True
-
-
 class _PipelineBackend:
     """Shared by the backends: options, device and dtype, locating and loading pipelines, per-request seeding."""
 
@@ -113,27 +103,6 @@ class _PipelineBackend:
         self.options = parse_options(self.options_cls, model.options, f"model {model.name} options")
         self.device = torch.device(device)
         self.dtype = resolve_dtype(model.dtype, self.device)
-
-    def _locate(self, path: str | None, what: str) -> tuple[str, Path]:
-        """(what to pass to ``from_pretrained``, the folder holding its ``model_index.json``), or one clear error."""
-        if not path:
-            raise ConfigError(f"{what}: no path given (a diffusers pipeline folder or Hugging Face repo id)")
-        local = Path(path).expanduser()
-        if local.exists():
-            if not (local / "model_index.json").is_file():
-                raise ConfigError(f"{what}: no diffusers pipeline at {local} (no model_index.json)")
-            return str(local), local
-        if not _is_repo_id(path):
-            raise ConfigError(f"{what}: no diffusers pipeline at {path} (no such folder)")
-        try:
-            index = hf_hub_download(path, "model_index.json", local_files_only=not self.model.allow_download)
-        except LocalEntryNotFoundError:
-            reason = "downloads are off (allow_download: false)" if not self.model.allow_download else "offline"
-            raise ConfigError(
-                f"{what}: no diffusers pipeline at {path} (no such folder, not in the Hugging Face cache "
-                f"{constants.HF_HUB_CACHE}) and {reason}"
-            ) from None
-        return path, Path(index).parent
 
     def _load(self, pipeline_cls: type, located: tuple[str, Path], variant: str | None, **kwargs: Any) -> Any:
         """Load a located pipeline in ``self.dtype`` onto ``self.device``, without safety checker or watermarker."""
@@ -173,7 +142,7 @@ class DiffusersGenerator(_PipelineBackend):
 
     def __init__(self, model: ModelConfig, device: str) -> None:
         super().__init__(model, device)
-        located = self._locate(model.path, f"model {model.name}")
+        located = locate_pipeline(model.path, f"model {model.name}", model.allow_download)
         self.pipe = self._load(self.pipeline_cls, located, self.options.variant, **self._load_kwargs())
 
     def _load_kwargs(self) -> dict[str, Any]:
@@ -225,8 +194,10 @@ class DeepFloydIFGenerator(_PipelineBackend):
 
     def __init__(self, model: ModelConfig, device: str) -> None:
         super().__init__(model, device)
-        stage1 = self._locate(model.path, f"model {model.name}")
-        stage2 = self._locate(self.options.stage2_path, f"model {model.name} stage II (options.stage2_path)")
+        stage1 = locate_pipeline(model.path, f"model {model.name}", model.allow_download)
+        stage2 = locate_pipeline(
+            self.options.stage2_path, f"model {model.name} stage II (options.stage2_path)", model.allow_download
+        )
         no_checker = {"feature_extractor": None, "requires_safety_checker": False}
         self.stage1 = self._load(IFPipeline, stage1, self.options.variant, **no_checker)
         self.stage2 = self._load(

@@ -17,14 +17,7 @@ import numpy as np
 
 from ..categories import Selection, merge_categories, read_category_metadata, select_imagenet_extras
 from ..config import Config, ConfigError, check_named_list
-from ..distributed import (
-    clear_interrupted_writes,
-    completed_rows,
-    dist_info,
-    init_process_group,
-    resolve_device,
-    resumable_map,
-)
+from ..distributed import completed_rows, resolve_device, resumable_map, start_stage
 from ..formats import read_json, write_json, write_manifest, write_png
 from ..prompts import LocalLLM, Prompt, PromptConfig, category_prompts, load_prompt_folder
 from ..toyworld import load_toyworld
@@ -186,9 +179,7 @@ def run(config: Config) -> GenerationRun:
     """Plan and make every image of the ``generation`` section; write ``manifest.jsonl`` (rank 0)."""
     cfg: GenerationConfig = config.section("generation")
     out_dir = config.stage_dir("generation")
-    info = dist_info()
-    init_process_group(info)
-    clear_interrupted_writes(out_dir, info)
+    info = start_stage(out_dir)
     device = resolve_device(config.common.device, info)
     categories = resolve_categories(cfg.categories)
     prompts = build_prompts(categories, cfg.prompts, config.common.seed, device)

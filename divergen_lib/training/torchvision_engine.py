@@ -29,7 +29,7 @@ from ..evaluation.results import detections_to_results
 from ..formats import image_file, read_image
 from .checkpoints import load_checkpoint, save_checkpoint
 from .classes import ClassMap
-from .config import Solver, TestSettings, TorchvisionModel
+from .config import RUN_FILES, Solver, TestSettings, TorchvisionModel
 from .data import TrainingStream, collate, one_line_worker_errors, to_torchvision
 from .loss_log import TrainingDiverged, append_loss_row, drop_rows_after
 from .sampling import StepPositions, step_seed
@@ -169,7 +169,7 @@ def train(
     info = dist_info()
     init_process_group(info)
     dev = torch.device(resolve_device(device, info))
-    final = out_dir / "model_final.pth"
+    final = out_dir / RUN_FILES["final"]
     if final.is_file():
         log.info("%s exists; training is complete", final)
         return final
@@ -185,11 +185,11 @@ def train(
         scaler=torch.amp.GradScaler("cuda", enabled=solver.amp and dev.type == "cuda"),
         ema=_ema(model, solver.ema),
     )
-    last = out_dir / "last.pth"
+    last = out_dir / RUN_FILES["checkpoint"]
     if last.is_file():
         state.restore(load_checkpoint(last, map_location=dev))
         log.info("resuming %s at step %d", out_dir.name, state.step)
-    drop_rows_after(out_dir / "loss.jsonl", state.step)
+    drop_rows_after(out_dir / RUN_FILES["log"], state.step)
     if info.world_size > 1:
         state.model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     loader = DataLoader(
@@ -208,7 +208,7 @@ def train(
         state.step += 1
         bar.update()
         if info.is_main and (state.step % log_period == 0 or state.step == solver.iterations):
-            append_loss_row(out_dir / "loss.jsonl", state.step, lr, losses)
+            append_loss_row(out_dir / RUN_FILES["log"], state.step, lr, losses)
             bar.set_postfix(loss=f"{sum(losses.values()):.3f}")
         if state.step % checkpoint_period == 0 or state.step == solver.iterations:
             if info.is_main:
