@@ -23,6 +23,7 @@ STAGES = {
     "analyze": "divergen_lib.analysis.stage:run",
     "train": "divergen_lib.training.stage:run",
     "evaluate": "divergen_lib.evaluation.stage:run",
+    "ablate": "divergen_lib.ablation.stage:run",
 }
 
 

@@ -64,6 +64,7 @@ SECTIONS: dict[str, str | type] = {
     "analysis": "divergen_lib.analysis.stage:AnalysisConfig",
     "training": "divergen_lib.training.config:TrainingConfig",
     "evaluation": "divergen_lib.evaluation.config:EvaluationConfig",
+    "ablation": "divergen_lib.ablation.config:AblationConfig",
 }
 
 
@@ -83,11 +84,13 @@ def section_class(name: str) -> type:
 
 @dataclass(frozen=True)
 class Config:
-    """A loaded params file: common settings plus the typed sections it (or its common.yaml) defines."""
+    """A loaded params file: common settings plus the typed sections it (or its common.yaml) defines.
+    ``stage_dirs`` sends chosen stages elsewhere than ``<output_dir>/<stage>`` (the ablation's data variants)."""
 
     path: Path
     common: CommonConfig
     sections: dict[str, Any] = field(default_factory=dict)
+    stage_dirs: dict[str, Path] = field(default_factory=dict)
 
     def section(self, name: str) -> Any:
         """The typed config of section ``name``; its defaults if the file does not mention it."""
@@ -98,8 +101,8 @@ class Config:
         return _build(section_class(name), {}, name, {}, self.path)
 
     def stage_dir(self, name: str) -> Path:
-        """Where stage ``name`` writes: ``<output_dir>/<name>``."""
-        return self.common.output_dir / name
+        """Where stage ``name`` writes: ``<output_dir>/<name>`` unless ``stage_dirs`` says otherwise."""
+        return self.stage_dirs.get(name, self.common.output_dir / name)
 
 
 def _type_name(tp: Any) -> str:

@@ -73,7 +73,7 @@ class EmbeddedSet:
     category_ids: np.ndarray = field(repr=False)
 
 
-def _cached(path: Path, make: Any) -> tuple[np.ndarray, np.ndarray]:
+def cached_embeddings(path: Path, make: Any) -> tuple[np.ndarray, np.ndarray]:
     """Load ``(embeddings, category_ids)`` from ``path`` or compute them with ``make()`` and save atomically."""
     if path.is_file():
         with np.load(path) as data:
@@ -88,33 +88,34 @@ def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def real_set(name: str, annotations: Path, cfg: AnalysisConfig, clip: ClipModel, cache: Path, seed: int) -> EmbeddedSet:
+def real_set(
+    name: str,
+    annotations: Path,
+    image_root: Path,
+    clip: ClipModel,
+    cache: Path,
+    seed: int,
+    crop_padding: int,
+    max_real: int | None,
+) -> EmbeddedSet:
     """Real instances of a split, cropped with DiverGen's recipe (at most ``max_real``, a seeded sample)."""
     stat = annotations.stat()
     key = _key(
-        name,
-        str(annotations),
-        stat.st_size,
-        stat.st_mtime_ns,
-        cfg.crop_padding,
-        cfg.max_real,
-        seed,
-        clip.name,
-        clip.pretrained,
+        name, str(annotations), stat.st_size, stat.st_mtime_ns, crop_padding, max_real, seed, clip.name, clip.pretrained
     )
 
     def make() -> tuple[np.ndarray, np.ndarray]:
         data = read_lvis(annotations)
         images = {img["id"]: img for img in data["images"]}
         anns = sorted(data["annotations"], key=lambda a: a["id"])
-        if cfg.max_real is not None and len(anns) > cfg.max_real:
-            keep = np.random.default_rng(seed).choice(len(anns), cfg.max_real, replace=False)
+        if max_real is not None and len(anns) > max_real:
+            keep = np.random.default_rng(seed).choice(len(anns), max_real, replace=False)
             anns = [anns[i] for i in sorted(keep)]
-        crops, used = annotation_crops(images, anns, cfg.image_root, padding=cfg.crop_padding)
+        crops, used = annotation_crops(images, anns, image_root, padding=crop_padding)
         ids = [a["category_id"] for a in used]
         return clip.encode_images(crops), np.asarray(ids)
 
-    return EmbeddedSet(name, *_cached(cache / f"{name}-{key}.npz", make))
+    return EmbeddedSet(name, *cached_embeddings(cache / f"{name}-{key}.npz", make))
 
 
 def generated_set(
@@ -139,7 +140,8 @@ def generated_set(
                 ids += [r.category_id for r in batch]
         return np.concatenate(embeddings), np.asarray(ids)
 
-    return EmbeddedSet(spec.name, *_cached(cache / f"generated-{spec.name.replace(' ', '_')}-{key}.npz", make))
+    path = cache / f"generated-{spec.name.replace(' ', '_')}-{key}.npz"
+    return EmbeddedSet(spec.name, *cached_embeddings(path, make))
 
 
 @dataclass
@@ -163,9 +165,10 @@ def run(config: Config) -> AnalysisRun:
     clip = configured_clip(
         cfg.clip, cfg.toy_clip, cfg.train_annotations.parent, config.common.output_dir / "clip", device
     )
+    real = {"image_root": cfg.image_root, "crop_padding": cfg.crop_padding, "max_real": cfg.max_real}
     sets = {
-        "real train": real_set("real_train", cfg.train_annotations, cfg, clip, cache, seed),
-        "real val": real_set("real_val", cfg.val_annotations, cfg, clip, cache, seed),
+        "real train": real_set("real_train", cfg.train_annotations, clip=clip, cache=cache, seed=seed, **real),
+        "real val": real_set("real_val", cfg.val_annotations, clip=clip, cache=cache, seed=seed, **real),
     }
     for spec in cfg.generated:
         sets[spec.name] = generated_set(spec, cfg, clip, cache, seed, device)

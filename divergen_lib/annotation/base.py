@@ -31,10 +31,11 @@ class AnnotatorConfig:
 
     ``name`` is recorded in the manifest; ``checkpoint`` is a local SAM ``.pth`` (SAM methods);
     ``options`` are the method's own settings, checked by the annotator (``ConfigError`` naming the key).
+    ``true_mask`` takes the mask the generator recorded (the toy generator only): the upper bound of annotation.
     """
 
     name: str
-    method: Literal["sam_background", "sam_foreground", "border_fallback"]
+    method: Literal["sam_background", "sam_foreground", "border_fallback", "true_mask"]
     checkpoint: Path | None = None
     model_type: str = "vit_h"
     batch_size: int = 1
@@ -42,6 +43,8 @@ class AnnotatorConfig:
 
     def __post_init__(self) -> None:
         check_component("annotation method", self.name, self.batch_size)
+        if self.method == "true_mask" and self.options:
+            raise ValueError(f"annotation method {self.name}: true_mask takes no options")
 
 
 class Annotator(Protocol):

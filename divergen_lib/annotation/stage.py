@@ -58,10 +58,16 @@ class AnnotationRun:
 
 
 class _BatchAnnotator:
-    """Reads a batch of generated images, annotates the readable ones, and returns one manifest row each."""
+    """Reads a batch of generated images, annotates the readable ones, and returns one manifest row each.
+    Without an annotator (method ``true_mask``) the generator's recorded masks are the annotation."""
 
     def __init__(self, annotator: Annotator | None, method: str, cfg: PostprocessConfig, gen_dir: Path) -> None:
         self.annotator, self.method, self.cfg, self.gen_dir = annotator, method, cfg, gen_dir
+
+    def _raw_masks(self, batch: list[dict[str, Any]], images: dict[int, np.ndarray]) -> list[np.ndarray | None]:
+        if self.annotator is not None:
+            return self.annotator.raw_masks(list(images.values()))
+        return [self._true_mask(batch[k]) for k in images]
 
     def _true_mask(self, row: dict[str, Any]) -> np.ndarray | None:
         """The generator's true mask, if it recorded one and it is readable (quality is then not scored)."""
@@ -83,8 +89,12 @@ class _BatchAnnotator:
                 images[k] = read_image(self.gen_dir / gen["path"])
             except InputError as err:
                 rows[k].update(status="error", reason=str(err), rle=None, area_fraction=None)
-        raw = self.annotator.raw_masks(list(images.values())) if images else []
+        raw = self._raw_masks(batch, images) if images else []
         for k, mask in zip(images, raw, strict=True):
+            if mask is None:
+                reason = "the generator recorded no true mask (true_mask is for the toy generator)"
+                rows[k].update(status="error", reason=reason, rle=None, area_fraction=None)
+                continue
             cleaned, reason = postprocess(mask, self.cfg)
             rows[k].update(
                 status="dropped" if reason else "ok",
@@ -126,7 +136,7 @@ def run(config: Config) -> AnnotationRun:
 
         # a method that cannot load is one clear error here, before anything of it is written
         pending = any(id_of(r) not in done for r in items)
-        annotator = build_annotator(method, device) if pending else None
+        annotator = build_annotator(method, device) if pending and method.method != "true_mask" else None
         merged = resumable_map(
             items,
             _BatchAnnotator(annotator, method.name, cfg.postprocess, gen_dir),

@@ -123,7 +123,7 @@ class TrainingConfig:
 
     train: DatasetSplit
     val: DatasetSplit
-    runs: list[RunSpec]
+    runs: list[RunSpec] = field(default_factory=list)
     engine: Literal["torchvision", "detectron2"] = "torchvision"
     categories: Path | None = None
     model: TorchvisionModel = field(default_factory=TorchvisionModel)
@@ -139,7 +139,8 @@ class TrainingConfig:
     paste_examples: int = 6
 
     def __post_init__(self) -> None:
-        check_named_list("training.runs", self.runs)
+        if self.runs:  # empty when another stage names the runs (the ablation); the train stage refuses it
+            check_named_list("training.runs", self.runs)
         if self.engine == "torchvision" and self.model.frozen_batchnorm and self.model.backbone_weights is None:
             raise ValueError("model.frozen_batchnorm needs model.backbone_weights: frozen random statistics diverge")
         if self.checkpoint_period < 1 or self.log_period < 1:

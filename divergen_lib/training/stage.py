@@ -146,6 +146,8 @@ def train_run(cfg: TrainingConfig, spec: RunSpec, out_dir: Path, profile_seed: i
 def run(config: Config) -> list[RunOutput]:
     """Train every run of the ``training`` section in order."""
     cfg: TrainingConfig = config.section("training")
+    if not cfg.runs:
+        raise InputError(f"{config.path}: training.runs is empty; name at least one run")
     stage_dir = config.stage_dir("training")
     return [
         train_run(cfg, spec, run_dir(stage_dir, spec.name), config.common.seed, config.common.device)

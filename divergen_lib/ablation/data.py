@@ -1,0 +1,174 @@
+"""The generated data of each ablation setting, and how far it covers real val.
+
+A :class:`DataVariant` turns the params file's ``generation`` / ``annotation`` / ``filtration`` sections into the
+variant's own; each stage then runs (resumably) into ``ablation/data/<stage>-<hash of its settings and
+inputs>``, so settings that share a stage share its folder and a rerun reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..analysis.metrics import compare
+from ..analysis.stage import EmbeddedSet, cached_embeddings, real_set
+from ..annotation.stage import AnnotationConfig
+from ..clip_models import ClipModel
+from ..config import Config, ConfigError, plain_values
+from ..filtration.config import FiltrationConfig
+from ..formats import read_image, read_manifest
+from ..generation.stage import GenerationConfig
+from .config import CoverageSettings, DataVariant
+
+
+@dataclass(frozen=True)
+class VariantSections:
+    """The three stage sections of a variant and the folder each writes."""
+
+    generation: GenerationConfig
+    annotation: AnnotationConfig
+    filtration: FiltrationConfig
+    dirs: dict[str, Path]
+
+    @property
+    def pool(self) -> Path:
+        return self.dirs["filtration"] / "pool.json"
+
+    @property
+    def categories(self) -> Path:
+        return self.dirs["generation"] / "categories.json"
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(plain_values(list(parts)), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _by_name(items: list[Any], names: list[str], what: str) -> list[Any]:
+    known = {item.name: item for item in items}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"ablation: {what} {unknown} not in the params file (known: {sorted(known)})")
+    return [known[n] for n in names]
+
+
+def variant_sections(config: Config, variant: DataVariant, data_root: Path) -> VariantSections:
+    """The variant's generation, annotation and filtration sections, each pointing at its input folders."""
+    gen: GenerationConfig = config.section("generation")
+    ann: AnnotationConfig = config.section("annotation")
+    filt: FiltrationConfig = config.section("filtration")
+    models = gen.models if variant.models is None else _by_name(gen.models, variant.models, "models")
+    prompts = gen.prompts
+    if not variant.attribute_prompts:
+        prompts = replace(prompts, template="always", llm_dir=None, attributes=0, llm_prompts=0)
+    categories = replace(gen.categories, include_extra=variant.include_extra)
+    if not variant.include_extra:
+        categories = replace(categories, imagenet_extras=0)
+    per_model = max(1, gen.images_per_category * variant.scale // len(models))
+    gen = replace(gen, categories=categories, prompts=prompts, models=models, images_per_category=per_model)
+    method = ann.methods[0] if variant.annotation is None else _by_name(ann.methods, [variant.annotation], "method")[0]
+    if variant.filtration != "divergen":
+        filt = replace(
+            filt,
+            inter_similarity=replace(filt.inter_similarity, enabled=False),
+            clip_score=replace(filt.clip_score, apply_to="all" if variant.filtration == "clip_score" else "none"),
+        )
+    gen_dir = data_root / f"generation-{_digest(gen)}"
+    ann = replace(ann, methods=[method], generation_dir=gen_dir)
+    ann_dir = data_root / f"annotation-{_digest(ann)}"
+    filt = replace(filt, methods=[method.name], generation_dir=gen_dir, annotation_dir=ann_dir)
+    dirs = {"generation": gen_dir, "annotation": ann_dir, "filtration": data_root / f"filtration-{_digest(filt)}"}
+    return VariantSections(gen, ann, filt, dirs)
+
+
+def prepare(config: Config, sections: VariantSections) -> None:
+    """Run generation, annotation and filtration of a variant (each skips what its folder already holds)."""
+    from ..annotation import stage as annotation
+    from ..filtration import stage as filtration
+    from ..generation import stage as generation
+
+    for name, stage in (("generation", generation), ("annotation", annotation), ("filtration", filtration)):
+        section = getattr(sections, name)
+        stage.run(replace(config, sections={name: section}, stage_dirs={name: sections.dirs[name]}))
+
+
+def pool_statistics(sections: VariantSections) -> dict[str, int]:
+    """Generated images, annotated masks kept, and instances in the pool."""
+    generated = read_manifest(sections.dirs["generation"] / "manifest.jsonl")
+    decided = read_manifest(sections.dirs["filtration"] / "manifest.jsonl")
+    return {
+        "generated": sum(r.get("status") == "ok" for r in generated),
+        "pool": sum(bool(r.get("keep")) for r in decided),
+    }
+
+
+def kept_set(
+    sections: VariantSections, target_ids: set[int], clip: ClipModel, batch_size: int = 64
+) -> EmbeddedSet | None:
+    """Embeddings of the generated images (whole, as in notebook 01) whose instance entered the pool, target
+    categories only (extra categories have no val instances to cover); cached in the filtration folder.
+    None when the pool holds no target instance."""
+    filt_dir = sections.dirs["filtration"]
+    kept = [r for r in read_manifest(filt_dir / "manifest.jsonl") if r.get("keep") and r["category_id"] in target_ids]
+    if not kept:
+        return None
+
+    def make() -> tuple[np.ndarray, np.ndarray]:
+        embeddings = []
+        for start in range(0, len(kept), batch_size):
+            batch = kept[start : start + batch_size]
+            embeddings.append(clip.encode_images([read_image(sections.dirs["generation"] / r["path"]) for r in batch]))
+        return np.concatenate(embeddings), np.asarray([r["category_id"] for r in kept], dtype=np.int64)
+
+    key = _digest(clip.name, clip.pretrained, [r["annotation_id"] for r in kept])
+    return EmbeddedSet("generated", *cached_embeddings(filt_dir / f"coverage-embeddings-{key}.npz", make))
+
+
+@dataclass
+class RealSets:
+    """Real train and val instances embedded with the toy CLIP, and the rare category ids."""
+
+    train: EmbeddedSet
+    val: EmbeddedSet
+    rare_ids: list[int]
+
+
+def real_sets(config: Config, clip: ClipModel, cache: Path, cfg: CoverageSettings, rare_ids: list[int]) -> RealSets:
+    """Real train and val of the ``training`` section, cropped with DiverGen's recipe."""
+    training = config.section("training")
+    kwargs = {"clip": clip, "cache": cache, "seed": config.common.seed}
+    kwargs |= {"crop_padding": cfg.crop_padding, "max_real": cfg.max_real}
+    return RealSets(
+        real_set("real_train", training.train.annotations, training.train.image_root, **kwargs),
+        real_set("real_val", training.val.annotations, training.val.image_root, **kwargs),
+        rare_ids,
+    )
+
+
+def coverage(real: RealSets, data: EmbeddedSet | None, k: int) -> dict[str, float | None]:
+    """Coverage of real val (all and rare categories) by the generated data alone and by the training data
+    (real train plus generated); without generated data, by real train."""
+    out: dict[str, float | None] = {}
+    rare_val = np.isin(real.val.category_ids, real.rare_ids)
+    sets = {"train+generated": _join(real.train, data) if data is not None else real.train}
+    sets["generated"] = data
+    for name, s in sets.items():
+        for group, val_rows in (("all", slice(None)), ("rare", rare_val)):
+            rows = slice(None) if group == "all" or s is None else np.isin(s.category_ids, real.rare_ids)
+            value = None
+            if s is not None and min(len(s.embeddings[rows]), len(real.val.embeddings[val_rows])) > k:
+                value = compare(real.val.embeddings[val_rows], s.embeddings[rows], k)["coverage"]
+            out[f"coverage {group} ({name})"] = value
+    return out
+
+
+def _join(a: EmbeddedSet, b: EmbeddedSet) -> EmbeddedSet:
+    return EmbeddedSet(
+        f"{a.name}+{b.name}",
+        np.concatenate([a.embeddings, b.embeddings]),
+        np.concatenate([a.category_ids, b.category_ids]),
+    )
