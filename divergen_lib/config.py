@@ -126,7 +126,10 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        for arg in (a for a in args if a is not type(None)):
+        candidates = [a for a in args if a is not type(None)]
+        if len(candidates) == 1:  # an optional value: its own type's message says what is wrong
+            return _coerce(value, candidates[0], key, origin)
+        for arg in candidates:
             try:
                 return _coerce(value, arg, key, origin)
             except ConfigError:

@@ -156,3 +156,20 @@ def test_stage_runs_sam_background_and_foreground_end_to_end(tmp_path, smoke_gen
     bad = methods.replace(str(checkpoint), str(tmp_path / "missing.pth"))
     with pytest.raises(ConfigError, match="sam_bg.*missing.pth"):
         annotation.run(smoke_config(tmp_path / "bad", smoke_generation, bad))
+
+
+def test_true_mask_method_takes_the_generators_masks_and_says_when_there_is_none(tmp_path, smoke_generation):
+    gen_dir = tmp_path / "generation"
+    shutil.copytree(smoke_generation.out_dir, gen_dir)
+    rows = smoke_generation.rows
+    (gen_dir / rows[0]["mask_path"]).unlink()
+    methods = "annotation.methods=[{name: truth, method: true_mask, batch_size: 4}]"
+    run = annotation.run(
+        load_config(SMOKE, [f"output_dir={tmp_path}", f"annotation.generation_dir={gen_dir}", methods])
+    )
+    by_id = {r["generation_id"]: r for r in run.rows}
+    assert by_id[rows[0]["id"]]["status"] == "error" and "no true mask" in by_id[rows[0]["id"]]["reason"]
+    ok = [r for r in run.rows if r["status"] == "ok"]
+    assert len(ok) >= len(rows) - 2 and min(r["iou"] for r in ok) > 0.97  # post-processing may fill a hole
+    with pytest.raises(ConfigError, match="true_mask takes no options"):
+        load_config(SMOKE, ["annotation.methods=[{name: t, method: true_mask, options: {refine: none}}]"])

@@ -48,6 +48,10 @@ def test_smoke_profile_runs_every_notebook_in_order(tmp_path):
     assert (root / "outputs/smoke/toyworld/train.json").exists()
     assert (root / "outputs/smoke/generation/manifest.jsonl").exists()
     assert (root / "outputs/smoke/figures/generation_samples.png").exists()
+    summary = json.loads((root / "outputs/smoke/ablation/summary.json").read_text())  # notebook 07, two workers
+    assert [r["seeds"] for r in summary["rows"]] == [2, 2, 2] and len(summary["runs"]) == 6
+    assert summary["rows"][1]["pool"] > 0 and summary["claims"][0]["claim"] == "generated data beats no generated data"
+    assert (root / "outputs/smoke/figures/ablation.png").exists()
 
 
 def test_failure_names_notebook_cell_and_executed_copy(tmp_path):
