@@ -30,7 +30,7 @@ def plot_ablation(rows: Sequence[dict[str, Any]], baseline: str | None = None) -
     left.set_yticks(y, [r["label"] for r in rows])
     left.invert_yaxis()
     left.set_xlabel("LVIS metric on the toy val split (%)")
-    left.legend(loc="lower right", fontsize=8)
+    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=len(PANEL_METRICS), fontsize=8)
     left.set_title("Mean ± std over seeds (dots: single seeds)")
 
     name = column("segm", "APr")
@@ -42,7 +42,7 @@ def plot_ablation(rows: Sequence[dict[str, Any]], baseline: str | None = None) -
         right.annotate(r["label"], (100 * cov, r[name]["mean"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
     base = next((r for r in rows if r["setting"] == baseline), None)
     if base is not None and base[name]["mean"] is not None:
-        right.axhline(base[name]["mean"], color="grey", linestyle="--", label=f"{base['label']} (no generated data)")
+        right.axhline(base[name]["mean"], color="grey", linestyle="--", label=base["label"])
         right.legend(fontsize=8)
     right.set_xlabel("rare val instances covered by the generated data (%, k-NN coverage, toy CLIP)")
     right.set_ylabel(f"{name} (%)")
