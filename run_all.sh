@@ -4,6 +4,7 @@
 #
 #   ./run_all.sh                       all notebooks, demo profile (offline toy world, CPU)
 #   ./run_all.sh --profile paper       the paper's settings (LVIS v1, real weights, GPUs)
+#   ./run_all.sh --profile ablation    the papers' ablations on the toy world (CPU, ~85 min on 2 cores)
 #   ./run_all.sh --only 02             one notebook        ./run_all.sh --from 03   that one and later
 #   ./run_all.sh --setup-only          only create/update .venv
 #   ./run_all.sh --test [PYTEST ARGS]  the test suite
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
     --from) runner_args+=(--from "${2:?--from needs a notebook number}"); shift 2 ;;
     --setup-only) mode=setup; shift ;;
     --test) mode=test; shift; test_args=("$@"); break ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_all.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

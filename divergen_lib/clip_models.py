@@ -14,8 +14,6 @@ profile; its features say nothing about real CLIP models. The result is cached a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 import pickle
@@ -34,7 +32,7 @@ from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from open_clip.transform import merge_preprocess_dict
 from PIL import Image
 
-from .config import ConfigError
+from .config import ConfigError, settings_digest
 from .crops import annotation_crops
 from .errors import unreadable_weights_reason
 from .formats import atomic_open, read_json, read_lvis, write_json
@@ -221,8 +219,7 @@ def world_crops(world: ToyWorld, split: str, padding: int) -> tuple[list[np.ndar
 def _cache_key(world: ToyWorld, cfg: ToyClipConfig) -> str:
     fingerprint = read_json(world.root / "world.json")["fingerprint"]
     arch = open_clip.get_model_config(cfg.model)
-    payload = [asdict(cfg), fingerprint, arch, open_clip.__version__]
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return settings_digest(asdict(cfg), fingerprint, arch, open_clip.__version__)
 
 
 def _train(clip: ClipModel, crops: list[np.ndarray], labels: list[int], names: list[str], cfg: ToyClipConfig) -> None:

@@ -9,7 +9,9 @@ as one line naming the file and the dotted key.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import json
 import os
 import types
 import typing
@@ -291,10 +293,15 @@ def parse_options(cls: type, values: dict[str, Any], where: str) -> Any:
     return _build(cls, values, "", {}, where)
 
 
-def check_component(what: str, name: str, batch_size: int) -> None:
-    """A model or method entry: a non-empty name without '/' (it names folders and ids) and a batch size >= 1."""
+def check_name(what: str, name: str) -> None:
+    """A name that names folders and ids: non-empty and without '/'."""
     if not name or "/" in name:
         raise ValueError(f"{what} name {name!r} must be non-empty and contain no '/'")
+
+
+def check_component(what: str, name: str, batch_size: int) -> None:
+    """A model or method entry: a valid name (:func:`check_name`) and a batch size >= 1."""
+    check_name(what, name)
     if batch_size < 1:
         raise ValueError(f"{what} {name}: batch_size must be >= 1")
 
@@ -317,3 +324,9 @@ def plain_values(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain_values(v) for v in value]
     return str(value) if isinstance(value, Path) else value
+
+
+def settings_digest(*parts: Any, length: int = 16) -> str:
+    """A short hex digest of settings (dataclasses, paths, plain values): the key of a cache or output folder."""
+    text = json.dumps(plain_values(list(parts)), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..config import check_named_list
+from ..config import check_name, check_named_list
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,7 @@ class Setting:
     data: DataVariant | None = None
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ValueError(f"setting name {self.name!r} must be non-empty and contain no '/'")
+        check_name("setting", self.name)
 
 
 @dataclass(frozen=True)

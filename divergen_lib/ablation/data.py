@@ -7,19 +7,17 @@ inputs>``, so settings that share a stage share its folder and a rerun reuses it
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..analysis.metrics import compare
+from ..analysis.metrics import knn_precision_recall
 from ..analysis.stage import EmbeddedSet, cached_embeddings, real_set
 from ..annotation.stage import AnnotationConfig
 from ..clip_models import ClipModel
-from ..config import Config, ConfigError, plain_values
+from ..config import Config, ConfigError, settings_digest
 from ..filtration.config import FiltrationConfig
 from ..formats import read_image, read_manifest
 from ..generation.stage import GenerationConfig
@@ -45,7 +43,7 @@ class VariantSections:
 
 
 def _digest(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(plain_values(list(parts)), sort_keys=True).encode()).hexdigest()[:12]
+    return settings_digest(*parts, length=12)
 
 
 def _by_name(items: list[Any], names: list[str], what: str) -> list[Any]:
@@ -151,19 +149,20 @@ def real_sets(config: Config, clip: ClipModel, cache: Path, cfg: CoverageSetting
 
 def coverage(real: RealSets, data: EmbeddedSet | None, k: int) -> dict[str, float | None]:
     """Coverage of real val (all and rare categories) by the generated data alone and by the training data
-    (real train plus generated); without generated data, by real train."""
+    (real train plus generated); without generated data, by real train. None where a set is too small."""
+    training = real.train if data is None else _join(real.train, data)
     out: dict[str, float | None] = {}
-    rare_val = np.isin(real.val.category_ids, real.rare_ids)
-    sets = {"train+generated": _join(real.train, data) if data is not None else real.train}
-    sets["generated"] = data
-    for name, s in sets.items():
-        for group, val_rows in (("all", slice(None)), ("rare", rare_val)):
-            rows = slice(None) if group == "all" or s is None else np.isin(s.category_ids, real.rare_ids)
-            value = None
-            if s is not None and min(len(s.embeddings[rows]), len(real.val.embeddings[val_rows])) > k:
-                value = compare(real.val.embeddings[val_rows], s.embeddings[rows], k)["coverage"]
-            out[f"coverage {group} ({name})"] = value
+    for name, s in (("train+generated", training), ("generated", data)):
+        for group, ids in (("all", None), ("rare", real.rare_ids)):
+            out[f"coverage {group} ({name})"] = None if s is None else _coverage(real.val, s, ids, k)
     return out
+
+
+def _coverage(val: EmbeddedSet, s: EmbeddedSet, ids: list[int] | None, k: int) -> float | None:
+    v, g = val.embeddings, s.embeddings
+    if ids is not None:
+        v, g = v[np.isin(val.category_ids, ids)], g[np.isin(s.category_ids, ids)]
+    return knn_precision_recall(v, g, k)["coverage"] if min(len(v), len(g)) > k else None
 
 
 def _join(a: EmbeddedSet, b: EmbeddedSet) -> EmbeddedSet:

@@ -73,10 +73,10 @@ def prepare_data(config: Config, sections: dict[str, VariantSections]) -> dict[s
     real = real_sets(config, clip, cache, cfg.coverage, rare_ids)
     data = {}
     for setting in cfg.settings:
-        variant = sections.get(setting.name)
-        if variant is None:
+        if setting.data is None:
             data[setting.name] = coverage(real, None, cfg.coverage.k)
             continue
+        variant = sections[setting.name]
         kept = kept_set(variant, target_ids, clip)
         data[setting.name] = {**pool_statistics(variant), **coverage(real, kept, cfg.coverage.k)}
     return data
@@ -86,16 +86,16 @@ def tasks(config: Config, sections: dict[str, VariantSections]) -> list[RunTask]
     """Every setting × seed, seed by seed (a partial ablation then has whole seeds)."""
     cfg: AblationConfig = config.section("ablation")
     training: TrainingConfig = config.section("training")
+    evaluation = config.section("evaluation")
     device = resolve_device(config.common.device)
     runs_dir = config.stage_dir("ablation") / "runs"
     out = []
     for seed in cfg.seeds:
         for setting in cfg.settings:
-            variant = sections.get(setting.name)
+            variant = sections[setting.name] if setting.data is not None else None
             name = f"{setting.name}-s{seed}"
             spec = RunSpec(name, pool=variant.pool if variant else None, seed=seed)
             run_cfg = replace(training, categories=variant.categories if variant else None, runs=[spec])
-            evaluation = config.section("evaluation")
             out.append(RunTask(setting.name, seed, run_cfg, spec, runs_dir / name, evaluation, device))
     return out
 

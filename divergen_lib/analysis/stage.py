@@ -8,8 +8,6 @@ and drawn on one 2-D map. Embeddings are cached under ``analysis/embeddings/`` a
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..clip_models import ClipChoice, ClipModel, ToyClipConfig, configured_clip
-from ..config import Config, check_named_list
+from ..config import Config, check_named_list, settings_digest
 from ..crops import annotation_crops
 from ..distributed import require_single_process, resolve_device
 from ..formats import atomic_open, read_lvis, write_json
@@ -84,10 +82,6 @@ def cached_embeddings(path: Path, make: Any) -> tuple[np.ndarray, np.ndarray]:
     return embeddings, ids
 
 
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def real_set(
     name: str,
     annotations: Path,
@@ -100,7 +94,7 @@ def real_set(
 ) -> EmbeddedSet:
     """Real instances of a split, cropped with DiverGen's recipe (at most ``max_real``, a seeded sample)."""
     stat = annotations.stat()
-    key = _key(
+    key = settings_digest(
         name, str(annotations), stat.st_size, stat.st_mtime_ns, crop_padding, max_real, seed, clip.name, clip.pretrained
     )
 
@@ -125,7 +119,7 @@ def generated_set(
     selection = replace(cfg.categories, include_extra=spec.include_extra)
     if not spec.include_extra:
         selection = replace(selection, imagenet_extras=0)
-    key = _key(asdict(spec), asdict(selection), seed, clip.name, clip.pretrained)
+    key = settings_digest(asdict(spec), asdict(selection), seed, clip.name, clip.pretrained)
 
     def make() -> tuple[np.ndarray, np.ndarray]:
         categories = resolve_categories(selection)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..config import settings_digest
 from ..formats import (
     assign_frequencies,
     frequency_thresholds,
@@ -192,7 +191,7 @@ def _split_dataset(
 
 
 def _fingerprint(cfg: ToyWorldConfig, seed: int) -> str:
-    return hashlib.sha256(json.dumps([asdict(cfg) | {"force": False}, seed], sort_keys=True).encode()).hexdigest()[:16]
+    return settings_digest(asdict(cfg) | {"force": False}, seed)
 
 
 def load_toyworld(root: str | Path) -> ToyWorld:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..config import DatasetSplit, InputPath, check_named_list
+from ..config import DatasetSplit, InputPath, check_name, check_named_list
 from ..paste import PasteConfig
 
 
@@ -112,8 +112,7 @@ class RunSpec:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if not self.name or "/" in self.name:
-            raise ValueError(f"run name {self.name!r} must be non-empty and contain no '/'")
+        check_name("run", self.name)
 
 
 @dataclass(frozen=True)
