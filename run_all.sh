@@ -6,6 +6,7 @@
 #   ./run_all.sh --profile paper       the paper's settings (LVIS v1, real weights, GPUs)
 #   ./run_all.sh --profile ablation    the papers' ablations on the toy world (CPU, ~85 min on 2 cores)
 #   ./run_all.sh --only 02             one notebook        ./run_all.sh --from 03   that one and later
+#   ./run_all.sh --set output_dir=X    override a parameter of every notebook (repeatable)
 #   ./run_all.sh --setup-only          only create/update .venv
 #   ./run_all.sh --test [PYTEST ARGS]  the test suite
 set -euo pipefail
@@ -20,9 +21,10 @@ while [ $# -gt 0 ]; do
     --profile) profile="${2:?--profile needs a name}"; shift 2 ;;
     --only) runner_args+=(--only "${2:?--only needs a notebook number}"); shift 2 ;;
     --from) runner_args+=(--from "${2:?--from needs a notebook number}"); shift 2 ;;
+    --set) runner_args+=(--set "${2:?--set needs KEY=VALUE}"); shift 2 ;;
     --setup-only) mode=setup; shift ;;
     --test) mode=test; shift; test_args=("$@"); break ;;
-    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_all.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done

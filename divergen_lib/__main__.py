@@ -7,52 +7,43 @@ profile with papermill (what ``run_all.sh`` calls).
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
 
 from .config import load_config
 from .errors import InputError
-
-# stage name -> "module:function(config)", imported only when chosen
-STAGES = {
-    "toyworld": "divergen_lib.toyworld.stage:run",
-    "generate": "divergen_lib.generation.stage:run",
-    "annotate": "divergen_lib.annotation.stage:run",
-    "filter": "divergen_lib.filtration.stage:run",
-    "analyze": "divergen_lib.analysis.stage:run",
-    "train": "divergen_lib.training.stage:run",
-    "evaluate": "divergen_lib.evaluation.stage:run",
-    "ablate": "divergen_lib.ablation.stage:run",
-}
+from .registry import load_target
+from .stages import STAGES
 
 
-def _stage_function(name: str):
-    module, _, func = STAGES[name].partition(":")
-    return getattr(importlib.import_module(module), func)
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a parameter, e.g. --set toyworld.n_train_images=100 (repeatable)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m divergen_lib", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m divergen_lib", description=(__doc__ or "").partition("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name in STAGES:
-        stage = sub.add_parser(name, help=f"run the {name} stage")
+        stage = sub.add_parser(name, help=f"run the {name} stage (notebook {STAGES.get(name).notebook})")
         stage.add_argument("--params", required=True, help="params YAML, e.g. params/demo/00_toyworld.yaml")
-        stage.add_argument(
-            "--set",
-            dest="overrides",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="override a parameter, e.g. --set toyworld.n_train_images=100 (repeatable)",
-        )
+        _add_overrides(stage)
+        stage.add_argument("--figures", action="store_true", help="also save the figures the notebook shows")
     nbs = sub.add_parser("notebooks", help="run the numbered notebooks of a profile with papermill")
     nbs.add_argument("--profile", default="demo")
+    _add_overrides(nbs)
     group = nbs.add_mutually_exclusive_group()
     group.add_argument("--only", metavar="NN", help="run only notebook NN")
     group.add_argument("--from", dest="start", metavar="NN", help="run notebooks NN and later")
     pre = sub.add_parser("preflight", help="list every missing dataset, weight and package of a profile's notebooks")
     pre.add_argument("--profile", default="demo")
+    _add_overrides(pre)
     group = pre.add_mutually_exclusive_group()
     group.add_argument("--only", metavar="NN", help="check only notebook NN")
     group.add_argument("--from", dest="start", metavar="NN", help="check notebooks NN and later")
@@ -67,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             from .notebook_runner import NotebookFailure, run_notebooks
 
             try:
-                run_notebooks(args.profile, args.only, args.start)
+                run_notebooks(args.profile, args.only, args.start, overrides=args.overrides)
             except NotebookFailure as failure:
                 print(failure, file=sys.stderr)
                 return 1
@@ -76,13 +67,16 @@ def main(argv: list[str] | None = None) -> int:
             from .notebook_runner import check_inputs, plan
             from .preflight import report
 
-            missing = check_inputs(plan(args.profile, args.only, args.start))
+            missing = check_inputs(plan(args.profile, args.only, args.start, overrides=args.overrides))
             print(report(missing) if missing else f"preflight: every input of profile {args.profile} is present")
             return 1 if missing else 0
+        stage = STAGES.get(args.command)
         config = load_config(args.params, args.overrides)
-        result = _stage_function(args.command)(config)
-        where = getattr(result, "root", None) or getattr(result, "out_dir", None) or config.common.output_dir
-        print(f"{args.command}: done -> {where}")
+        result = load_target(stage.run)(config)
+        print(f"{args.command}: done -> {result.out_dir}")
+        if args.figures:
+            for path in load_target(stage.figures)(result, config).values():
+                print(f"{args.command}: figure -> {path}")
         return 0
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)

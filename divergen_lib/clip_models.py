@@ -32,6 +32,7 @@ from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from open_clip.transform import merge_preprocess_dict
 from PIL import Image
 
+from .clip_choice import ClipChoice, ToyClipConfig
 from .config import ConfigError, settings_digest
 from .crops import annotation_crops
 from .errors import unreadable_weights_reason
@@ -168,31 +169,6 @@ def zero_shot_accuracy(
     return float(np.mean(predicted == np.asarray(labels)))
 
 
-@dataclass(frozen=True)
-class ToyClipConfig:
-    """Training of the TOY CLIP (demo profile). The architecture is the open_clip config ``model`` (its image
-    size, widths and depths are in ``clip_configs/<model>.json``). Each step draws ``batch_size`` distinct
-    categories uniformly (balanced over the long tail) and one training crop of each, randomly flipped.
-    """
-
-    model: str = "toyworld-clip"
-    steps: int = 350
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 0.1
-    warmup_steps: int = 50
-    crop_padding: int = 4
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"toy_clip.steps must be >= 1, got {self.steps}")
-        if self.batch_size < 2:
-            raise ConfigError(f"toy_clip.batch_size must be >= 2 (contrastive pairs), got {self.batch_size}")
-        if self.crop_padding < 0:
-            raise ConfigError(f"toy_clip.crop_padding must be >= 0, got {self.crop_padding}")
-
-
 @dataclass
 class ToyClip:
     """A TOY CLIP: the loaded model, its checkpoint, its info json and whether this call trained it."""
@@ -217,7 +193,7 @@ def world_crops(world: ToyWorld, split: str, padding: int) -> tuple[list[np.ndar
 
 
 def _cache_key(world: ToyWorld, cfg: ToyClipConfig) -> str:
-    fingerprint = read_json(world.root / "world.json")["fingerprint"]
+    fingerprint = read_json(world.layout.world)["fingerprint"]
     arch = open_clip.get_model_config(cfg.model)
     return settings_digest(asdict(cfg), fingerprint, arch, open_clip.__version__)
 
@@ -302,18 +278,6 @@ def toy_clip(world: ToyWorld, cfg: ToyClipConfig, cache_dir: str | Path, device:
     }
     write_json(info, info_path, indent=2)
     return ToyClip(loaded, checkpoint, info, trained=True)
-
-
-@dataclass(frozen=True)
-class ClipChoice:
-    """The CLIP that embeds images and texts: an open_clip model by config name and pretrained tag or local
-    file (paper: ``ViT-L-14`` / ``openai``), or the TOY CLIP (``toy: true``), trained once on a toy world and
-    cached."""
-
-    name: str = "ViT-L-14"
-    pretrained: str | None = "openai"
-    toy: bool = False
-    allow_download: bool = False
 
 
 def configured_clip(

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import os
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -22,8 +22,12 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 
 from .errors import InputError
+from .registry import Choice
+from .stages import SECTIONS
 
 COMMON_FILE = "common.yaml"
+FIGURES_DIR = "figures"
+CLIP_CACHE_DIR = "clip"
 
 
 class ConfigError(InputError):
@@ -57,33 +61,6 @@ class CommonConfig:
     device: Literal["cpu", "cuda", "auto"] = "auto"
 
 
-# Stage sections: name -> "module:Class", imported lazily so loading params never imports torch.
-SECTIONS: dict[str, str | type] = {
-    "toyworld": "divergen_lib.toyworld.config:ToyWorldConfig",
-    "generation": "divergen_lib.generation.stage:GenerationConfig",
-    "annotation": "divergen_lib.annotation.stage:AnnotationConfig",
-    "filtration": "divergen_lib.filtration.config:FiltrationConfig",
-    "analysis": "divergen_lib.analysis.stage:AnalysisConfig",
-    "training": "divergen_lib.training.config:TrainingConfig",
-    "evaluation": "divergen_lib.evaluation.config:EvaluationConfig",
-    "ablation": "divergen_lib.ablation.config:AblationConfig",
-}
-
-
-def register_section(name: str, cls: str | type) -> None:
-    """Register a stage section (a dataclass or its ``"module:Class"`` path)."""
-    SECTIONS[name] = cls
-
-
-def section_class(name: str) -> type:
-    """The dataclass of a registered section."""
-    target = SECTIONS[name]
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        target = getattr(importlib.import_module(module), attr)
-    return target
-
-
 @dataclass(frozen=True)
 class Config:
     """A loaded params file: common settings plus the typed sections it (or its common.yaml) defines.
@@ -100,11 +77,21 @@ class Config:
             return self.sections[name]
         if name not in SECTIONS:
             raise ConfigError(f"{self.path}: unknown section {name!r}")
-        return _build(section_class(name), {}, name, {}, self.path)
+        return _build(SECTIONS.get(name), {}, name, {}, self.path)
 
     def stage_dir(self, name: str) -> Path:
         """Where stage ``name`` writes: ``<output_dir>/<name>`` unless ``stage_dirs`` says otherwise."""
         return self.stage_dirs.get(name, self.common.output_dir / name)
+
+    @property
+    def clip_cache_dir(self) -> Path:
+        """Where the toy CLIP is cached, shared by every stage of a run: ``<output_dir>/clip``."""
+        return self.common.output_dir / CLIP_CACHE_DIR
+
+    @property
+    def figures_dir(self) -> Path:
+        """Where every stage saves its figures: ``<output_dir>/figures``."""
+        return self.common.output_dir / FIGURES_DIR
 
 
 def _type_name(tp: Any) -> str:
@@ -121,6 +108,9 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
     if hint_origin is Annotated:
         base, *extra = typing.get_args(tp)
         out = _coerce(value, base, key, origin)
+        for choice in (m for m in extra if isinstance(m, Choice)):
+            if out not in choice.registry:
+                fail("one of " + ", ".join(repr(name) for name in choice.registry.names()))
         if any(isinstance(m, MustExist) for m in extra) and not Path(out).exists():
             raise ConfigError(f"{origin}: {key}: file or folder not found: {out}")
         return out
@@ -156,7 +146,7 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
             fail("a mapping")
         _, vt = typing.get_args(tp)
         return {str(k): _coerce(v, vt, f"{key}.{k}", origin) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             fail("a mapping")
         return _build(tp, value, key, {}, origin)
@@ -250,8 +240,25 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load ``path`` (over ``common.yaml`` beside it) and ``--set`` style overrides into a :class:`Config`."""
+def _interpolate(value: Any, variables: dict[str, str]) -> Any:
+    """``value`` with every ``${name}`` of ``variables`` replaced inside its strings (at any depth)."""
+    if isinstance(value, str):
+        for name, replacement in variables.items():
+            value = value.replace("${" + name + "}", replacement)
+        return value
+    if isinstance(value, dict):
+        return {k: _interpolate(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, variables) for v in value]
+    return value
+
+
+def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
+    """Load ``path`` (over ``common.yaml`` beside it) and ``--set`` style overrides into a :class:`Config`.
+
+    ``${output_dir}`` and ``${profile}`` in any string value are replaced by the final common settings (after
+    the overrides), so ``--set output_dir=X`` moves every path of a run that is written that way.
+    """
     path = Path(path)
     origins: dict[str, str] = {}
     merged: dict = {}
@@ -268,18 +275,19 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 
     common_names = {f.name for f in dataclasses.fields(CommonConfig)}
     common_values = {k: v for k, v in merged.items() if k in common_names}
+    common = _build(CommonConfig, common_values, "", origins, path)
+    merged = _interpolate(merged, {"output_dir": str(common.output_dir), "profile": common.profile})
     sections = {}
     for key, value in merged.items():
         if key in common_names:
             continue
         origin = origins.get(key, str(path))
         if key not in SECTIONS:
-            known = ", ".join(sorted(common_names | set(SECTIONS)))
+            known = ", ".join(sorted(common_names | set(SECTIONS.names())))
             raise ConfigError(f"{origin}: unknown key {key!r} (known keys: {known})")
         if not isinstance(value, dict):
             raise ConfigError(f"{origin}: {key}: expected a mapping of the section's keys, got {value!r}")
-        sections[key] = _build(section_class(key), value, key, origins, origin)
-    common = _build(CommonConfig, common_values, "", origins, path)
+        sections[key] = _build(SECTIONS.get(key), value, key, origins, origin)
     return Config(path=path, common=common, sections=sections)
 
 
@@ -326,7 +334,23 @@ def plain_values(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
+REPORT_BLOCK = "report"
+
+
+def method_values(value: Any) -> Any:
+    """:func:`plain_values` without the ``report`` block of any config dataclass: the settings that decide what a
+    stage computes, not how its figures and tables look."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.name != REPORT_BLOCK}
+    if isinstance(value, dict):
+        return {k: method_values(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [method_values(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
 def settings_digest(*parts: Any, length: int = 16) -> str:
-    """A short hex digest of settings (dataclasses, paths, plain values): the key of a cache or output folder."""
-    text = json.dumps(plain_values(list(parts)), sort_keys=True, default=str)
+    """A short hex digest of method settings (dataclasses, paths, plain values; report blocks left out, see
+    :func:`method_values`): the key of a cache or output folder."""
+    text = json.dumps(method_values(list(parts)), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]

@@ -130,7 +130,7 @@ def _rewrite_without_torn_tail(path: Path) -> None:
 
 def resumable_map(
     items: Sequence[Any],
-    fn: Callable[[Any], dict[str, Any]],
+    fn: Callable[[Any], Any],
     out_dir: str | os.PathLike,
     name: str,
     *,
@@ -165,7 +165,7 @@ def resumable_map(
     _rewrite_without_torn_tail(own_shard)
     if mine:
         log.info("%s: rank %d has %d items, %d already done", name, info.rank, len(mine), len(mine) - len(todo))
-    call = fn if batch_size else lambda batch: [fn(batch[0])]
+    call: Callable[[list[Any]], list[dict[str, Any]]] = fn if batch_size else lambda batch: [fn(batch[0])]
     step = batch_size or 1
     batches = [todo[k : k + step] for k in range(0, len(todo), step)]
     with open(own_shard, "a", encoding="utf-8") as fh:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import load_config
 from .preflight import Missing, preflight, report
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,10 +26,18 @@ class NotebookJob:
     notebook: Path
     params: Path
     output: Path
+    overrides: tuple[str, ...] = ()
 
 
-def plan(profile: str, only: str | None = None, start: str | None = None, root: Path = REPO_ROOT) -> list[NotebookJob]:
-    """The notebooks to run, in numeric order, each with its params file ``params/<profile>/<stem>.yaml``.
+def plan(
+    profile: str,
+    only: str | None = None,
+    start: str | None = None,
+    root: Path = REPO_ROOT,
+    overrides: Sequence[str] = (),
+) -> list[NotebookJob]:
+    """The notebooks to run, in numeric order, each with its params file ``params/<profile>/<stem>.yaml`` and the
+    ``--set`` overrides given to every one; executed copies go to ``<output_dir>/notebooks/``.
 
     A notebook without a params file in the profile is not part of that profile.
     """
@@ -45,7 +55,9 @@ def plan(profile: str, only: str | None = None, start: str | None = None, root: 
             continue
         params = params_dir / f"{nb.stem}.yaml"
         if params.is_file():
-            jobs.append(NotebookJob(number, nb, params, root / "outputs" / profile / "notebooks" / nb.name))
+            with contextlib.chdir(root):  # params paths are relative to the repository root
+                output_dir = load_config(params.relative_to(root), overrides).common.output_dir
+            jobs.append(NotebookJob(number, nb, params, root / output_dir / "notebooks" / nb.name, tuple(overrides)))
     if not jobs:
         what = f"notebook {only}" if only else f"notebooks from {start}" if start else "notebooks"
         raise SystemExit(f"no {what} with a params file in params/{profile}/")
@@ -64,16 +76,23 @@ def _describe_failure(job: NotebookJob, err: Exception, root: Path) -> str:
 
 def check_inputs(jobs: list[NotebookJob], root: Path = REPO_ROOT) -> list[Missing]:
     """Every input the jobs' params files need that is missing (see :mod:`.preflight`)."""
+    overrides = jobs[0].overrides if jobs else ()
     with contextlib.chdir(root):  # params paths are relative to the repository root, as in the notebooks
-        return preflight([job.params.relative_to(root) for job in jobs])
+        return preflight([job.params.relative_to(root) for job in jobs], overrides)
 
 
-def run_notebooks(profile: str, only: str | None = None, start: str | None = None, root: Path = REPO_ROOT) -> None:
-    """Check the inputs of every planned notebook (:mod:`.preflight`), then execute them in order, printing wall
-    times; raise NotebookFailure listing every missing input, or on the first error."""
+def run_notebooks(
+    profile: str,
+    only: str | None = None,
+    start: str | None = None,
+    root: Path = REPO_ROOT,
+    overrides: Sequence[str] = (),
+) -> None:
+    """Check the inputs of every planned notebook (:mod:`.preflight`), then execute them in order with
+    ``overrides``, printing wall times; raise NotebookFailure listing every missing input, or on the first error."""
     import papermill as pm
 
-    jobs = plan(profile, only, start, root)
+    jobs = plan(profile, only, start, root, overrides)
     missing = check_inputs(jobs, root)
     if missing:
         raise NotebookFailure(report(missing))
@@ -86,7 +105,7 @@ def run_notebooks(profile: str, only: str | None = None, start: str | None = Non
             pm.execute_notebook(
                 str(job.notebook),
                 str(job.output),
-                parameters={"params_file": str(job.params.relative_to(root)), "overrides": []},
+                parameters={"params_file": str(job.params.relative_to(root)), "overrides": list(job.overrides)},
                 cwd=str(root),
                 kernel_name="python3",
                 progress_bar=False,

@@ -18,6 +18,7 @@ and recomputing them would mean decoding every mask.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -87,7 +88,7 @@ class _Instance:
 
 def _tight(mask: np.ndarray, x: int, y: int) -> tuple[np.ndarray, list[float]]:
     """``mask`` (top-left pixel at (x, y)) cropped to its foreground, and the tight box of that (zeros if empty)."""
-    rows, cols = mask.any(axis=1), mask.any(axis=0)
+    rows, cols = np.asarray(mask.any(axis=1)), np.asarray(mask.any(axis=0))
     if not rows.any():
         return mask[:0, :0], [0.0, 0.0, 0.0, 0.0]
     y0, y1 = int(rows.argmax()), rows.size - int(rows[::-1].argmax())
@@ -174,7 +175,7 @@ def _output(inst: _Instance, height: int, width: int) -> dict[str, Any]:
 def paste_instances(
     image: np.ndarray,
     annotations: list[dict[str, Any]],
-    crops: dict[int, list[np.ndarray]],
+    crops: Mapping[int, Sequence[np.ndarray]],
     prior: dict[int, tuple[float, float]],
     cfg: PasteConfig,
     rng: np.random.Generator,

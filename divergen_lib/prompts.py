@@ -17,7 +17,8 @@ from typing import Any, Literal
 import numpy as np
 
 from .errors import InputError
-from .generation.base import PromptSource
+
+PromptSource = Literal["template", "llm-file", "attributes", "llm"]
 
 TEMPLATE = "a photo of a single {name}, {definition}, in a white background"
 WHITE_BACKGROUND = ", in a white background"
@@ -162,9 +163,12 @@ class LocalLLM:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         kwargs: dict[str, Any] = {"local_files_only": not allow_download}
+        self.tokenizer: Any
+        self.model: Any
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(model_path), **kwargs)
-            self.model = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs).to(device).eval()
+            model: Any = AutoModelForCausalLM.from_pretrained(str(model_path), **kwargs)
+            self.model = model.to(device).eval()
         except OSError as err:
             where = "downloads are off (allow_download: false)" if not allow_download else "it could not be loaded"
             raise PromptError(f"LLM {model_path}: no usable model there and {where} ({err})") from None
@@ -233,13 +237,13 @@ def category_prompts(
     texts: list[tuple[str, PromptSource]] = []
     if cfg.template == "always" or (cfg.template == "without_file" and not from_file):
         texts.append((template_prompt(name, definition), "template"))
-    texts += [(t, "llm-file") for t in from_file]
+    texts.extend((t, "llm-file") for t in from_file)
     if cfg.attributes:
-        texts += [(t, "attributes") for t in attribute_prompts(name, cfg.attributes, seed * 100_003 + cid)]
+        texts.extend((t, "attributes") for t in attribute_prompts(name, cfg.attributes, seed * 100_003 + cid))
     if cfg.llm_prompts:
         if llm is None:
             raise PromptError("generation.prompts.llm_prompts > 0 needs generation.prompts.llm_model")
-        texts += [(t, "llm") for t in llm.prompts(name, definition, cfg.llm_prompts, seed * 100_003 + cid)]
+        texts.extend((t, "llm") for t in llm.prompts(name, definition, cfg.llm_prompts, seed * 100_003 + cid))
     if not texts:
         raise PromptError(f"category {cid} ({name}) has no prompt: enable the template or give it a prompt file")
     return [Prompt(text, source, i) for i, (text, source) in enumerate(texts)]

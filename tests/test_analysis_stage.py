@@ -1,5 +1,6 @@
 import pytest
 
+from divergen_lib.analysis import embeddings
 from divergen_lib.analysis import stage as analysis
 from divergen_lib.config import load_config
 from divergen_lib.formats import read_json
@@ -55,8 +56,8 @@ def test_embeddings_are_cached_and_reused(analysed, monkeypatch):
     def no_embedding(*args, **kwargs):
         raise AssertionError("embeddings were recomputed")
 
-    monkeypatch.setattr(analysis, "annotation_crops", no_embedding)
-    monkeypatch.setattr(analysis, "build_generator", no_embedding)
+    monkeypatch.setattr(embeddings, "annotation_crops", no_embedding)
+    monkeypatch.setattr(embeddings, "build_generator", no_embedding)
     again = analysis.run(config)
     assert again.table == run.table
     assert [f.stat().st_mtime_ns for f in files] == stamps

@@ -161,11 +161,11 @@ class RunsCode:
 def detectron2_config(tmp_path: Path, fixture: Fixture, *overrides: str) -> Target:
     """The detectron2 training config of the smoke training params with ``overrides``."""
     pytest.importorskip("detectron2")
-    from divergen_lib.training import detectron2_engine as engine
+    from divergen_lib.training.detectron2_engine.d2config import TrainSetup, build_config
 
     overrides = ("training.engine=detectron2", *overrides)
     cfg = smoke_training(tmp_path, fixture("smoke_world"), *overrides).section("training")
-    return lambda: engine.build_config(cfg, 3, "cpu", engine.TrainSetup("bad", tmp_path, 0))
+    return lambda: build_config(cfg, 3, "cpu", TrainSetup("bad", tmp_path, 0))
 
 
 def detectron2_config_with_python_tag(tmp_path: Path, fixture: Fixture) -> Target:

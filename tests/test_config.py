@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from divergen_lib.config import SECTIONS, ConfigError, InputPath, load_config, register_section
+from divergen_lib.config import ConfigError, InputPath, load_config
+from divergen_lib.stages import SECTIONS
 
 
 def write(path: Path, text: str) -> Path:
@@ -92,9 +93,9 @@ class _NeedsFile:
 
 @pytest.fixture
 def needs_file_section():
-    register_section("needs_file", _NeedsFile)
+    SECTIONS.register("needs_file", _NeedsFile)
     yield
-    SECTIONS.pop("needs_file")
+    SECTIONS.remove("needs_file")
 
 
 def test_missing_required_path_names_file_key_and_path(tmp_path, needs_file_section):

@@ -14,11 +14,15 @@ from detectron2.modeling import build_model  # noqa: E402
 
 from divergen_lib.errors import InputError  # noqa: E402
 from divergen_lib.formats import image_file, mask_bbox, read_image, read_lvis  # noqa: E402
-from divergen_lib.training import detectron2_engine as engine  # noqa: E402
 from divergen_lib.training.checkpoints import load_checkpoint  # noqa: E402
-from divergen_lib.training.config import RUN_FILES  # noqa: E402
+from divergen_lib.training.config import Detectron2Settings  # noqa: E402
+from divergen_lib.training.detectron2_engine import d2config, inference  # noqa: E402
+from divergen_lib.training.detectron2_engine import mapper as d2_mapper  # noqa: E402
+from divergen_lib.training.detectron2_engine import records as d2_records  # noqa: E402
+from divergen_lib.training.layout import RunLayout  # noqa: E402
 from divergen_lib.training.loss_log import read_loss_log  # noqa: E402
-from divergen_lib.training.stage import run, run_inputs  # noqa: E402
+from divergen_lib.training.sources import run_inputs  # noqa: E402
+from divergen_lib.training.stage import run  # noqa: E402
 
 from .conftest import EXTRA_ID, interrupted_after, pool_runs, smoke_training  # noqa: E402
 
@@ -74,13 +78,13 @@ def test_final_checkpoint_is_ours_with_ema_classes_and_federated_weights(d2_run)
     cls_score = "roi_heads.box_predictor.cls_score.weight"
     assert ckpt["model_ema"].keys() == ckpt["model"].keys()
     assert not torch.equal(ckpt["model_ema"][cls_score], ckpt["model"][cls_score])  # the average lags behind
-    counts = json.loads((output.out_dir / engine.STATE_DIR / engine.CLASS_COUNTS_FILE).read_text())
+    counts = json.loads((output.layout.engine_dir("detectron2") / d2config.CLASS_COUNTS_FILE).read_text())
     train = read_lvis(config.section("training").train.annotations)
     images_of_first = {a["image_id"] for a in train["annotations"] if a["category_id"] == train["categories"][0]["id"]}
     assert counts[0] == {"id": 1, "image_count": len(images_of_first)} and counts[-1]["image_count"] == 0
     weights = ckpt["model"]["roi_heads.box_predictor.fed_loss_cls_weights"]
     assert torch.allclose(weights, torch.tensor([c["image_count"] for c in counts], dtype=torch.float) ** 0.5)
-    rows = read_loss_log(output.out_dir / RUN_FILES["log"])
+    rows = read_loss_log(output.layout.loss_log)
     assert [row["step"] for row in rows] == [1, 2, 3] and {"loss", "loss_cls", "loss_mask", "lr"} <= rows[0].keys()
 
 
@@ -102,28 +106,28 @@ def test_truncated_run_predicts_lvis_results_and_box_logits_of_its_targets(d2_ru
     cfg, classes = config.section("training"), output.classes.truncated()
     val = read_lvis(cfg.val.annotations)
     images = val["images"][:3]
-    results = engine.predict(output.eval_checkpoint, cfg, classes, images, cfg.val.image_root, "cpu")
+    results = inference.predict(output.eval_checkpoint, cfg, classes, images, cfg.val.image_root, "cpu")
     assert results and {r["image_id"] for r in results} <= {img["id"] for img in images}
     assert {r["category_id"] for r in results} <= {c["id"] for c in val["categories"]}
     assert max(sum(r["image_id"] == img["id"] for r in results) for img in images) <= MAX_DETECTIONS
     assert all(len(r["bbox"]) == 4 and r["segmentation"]["size"] == [96, 96] for r in results)
-    detector = engine.Detectron2Detector(output, "cpu")
+    detector = inference.Detectron2Detector(output, "cpu")
     assert detector.classes == classes and detector.predict(images, cfg.val.image_root) == results
     image = read_image(image_file(images[0], cfg.val.image_root))
     logits = detector.box_logits(image, np.array([[0, 0, 40, 40], [10, 20, 90, 60]], np.float32))
     assert logits.shape == (2, classes.num_classes) and np.isfinite(logits).all()
     with pytest.raises(InputError, match="categories"):
-        engine.predict(output.eval_checkpoint, cfg, output.classes, images, cfg.val.image_root, "cpu")
+        inference.predict(output.eval_checkpoint, cfg, output.classes, images, cfg.val.image_root, "cpu")
 
 
 def test_box_logits_average_the_stages_of_a_cascade(tmp_path, smoke_world):
     cascade = detectron2_training(
         tmp_path, smoke_world, "training.detectron2.config_file=Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml"
     )
-    d2 = engine.build_config(cascade.section("training"), 4, "cpu")
+    d2 = d2config.build_config(cascade.section("training"), 4, "cpu")
     model = build_model(d2).eval()
     image = np.zeros((96, 96, 3), np.uint8)
-    assert engine.box_logits(model, d2, image, np.array([[5, 5, 50, 70]], np.float32)).shape == (1, 4)
+    assert inference.box_logits(model, d2, image, np.array([[5, 5, 50, 70]], np.float32)).shape == (1, 4)
 
 
 def test_mapper_gives_tight_boxes_resized_images_and_pasted_extra_instances(pool_world, tmp_path):
@@ -131,9 +135,9 @@ def test_mapper_gives_tight_boxes_resized_images_and_pasted_extra_instances(pool
     config = detectron2_training(tmp_path, world, *pool_runs(root))
     cfg = config.section("training")
     inputs = run_inputs(cfg, cfg.runs[0], config.common.seed)
-    d2 = engine.build_config(cfg, inputs.classes.num_classes, "cpu", engine.TrainSetup("toy", tmp_path, 0))
-    mapper = engine.PasteMapper(d2, inputs.classes, inputs.paste, flip=True, seed=0)
-    records = engine.dataset_records(inputs.train, cfg.train.image_root, inputs.classes)
+    d2 = d2config.build_config(cfg, inputs.classes.num_classes, "cpu", d2config.TrainSetup("toy", tmp_path, 0))
+    mapper = d2_mapper.PasteMapper(d2, inputs.classes, inputs.paste, flip=True, seed=0)
+    records = d2_records.dataset_records(inputs.train, cfg.train.image_root, inputs.classes)
     classes_seen = set()
     for position in range(12):
         out = mapper({**records[position], "position": position})
@@ -151,31 +155,31 @@ def test_mapper_gives_tight_boxes_resized_images_and_pasted_extra_instances(pool
 def test_interrupted_training_resumes_where_the_stream_stopped(tmp_path, smoke_world, monkeypatch):
     config = detectron2_training(tmp_path, smoke_world)
     positions = []
-    original = engine.PasteMapper.__call__
+    original = d2_mapper.PasteMapper.__call__
 
     def recording(self, record):
         positions.append(record["position"])
         return original(self, record)
 
-    monkeypatch.setattr(engine.PasteMapper, "__call__", recording)
-    with interrupted_after(engine.PasteMapper, 4):  # two steps of two images, then a kill
+    monkeypatch.setattr(d2_mapper.PasteMapper, "__call__", recording)
+    with interrupted_after(d2_mapper.PasteMapper, 4):  # two steps of two images, then a kill
         run(config)
-    assert positions == [0, 1, 2, 3] and not (tmp_path / "training" / "baseline" / RUN_FILES["final"]).exists()
+    assert positions == [0, 1, 2, 3] and not (RunLayout(tmp_path / "training" / "baseline").final).exists()
     output = run(config)[0]
     assert positions == [0, 1, 2, 3, 4, 5]
     assert load_checkpoint(output.checkpoint)["step"] == 3
-    assert [row["step"] for row in read_loss_log(output.out_dir / RUN_FILES["log"])] == [1, 2, 3]
+    assert [row["step"] for row in read_loss_log(output.layout.loss_log)] == [1, 2, 3]
 
 
 def test_bad_detectron2_settings_are_input_errors(tmp_path, smoke_world):
     cfg = detectron2_training(tmp_path, smoke_world).section("training")
     bad_file = smoke_training(tmp_path, smoke_world, "training.detectron2.config_file=no/such.yaml")
     with pytest.raises(InputError, match="neither a file nor"):
-        engine.build_config(bad_file.section("training"), 3, "cpu")
+        d2config.build_config(bad_file.section("training"), 3, "cpu")
     bad_opts = detectron2_training(tmp_path, smoke_world, 'training.detectron2.opts=["MODEL.NO_SUCH_KEY", "1"]')
     with pytest.raises(InputError, match="opts"):
-        engine.build_config(bad_opts.section("training"), 3, "cpu")
-    assert engine.build_config(cfg, 3, "cpu").MODEL.ROI_HEADS.NUM_CLASSES == 3
+        d2config.build_config(bad_opts.section("training"), 3, "cpu")
+    assert d2config.build_config(cfg, 3, "cpu").MODEL.ROI_HEADS.NUM_CLASSES == 3
     too_many = json.dumps([*TINY_MODEL, "MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES", "50"])
     with pytest.raises(InputError, match="FED_LOSS_NUM_CLASSES"):
         run(detectron2_training(tmp_path, smoke_world, f"training.detectron2.opts={too_many}"))
@@ -187,14 +191,14 @@ def test_project_modules_extend_the_config_before_a_user_config_file(tmp_path, s
         "    cfg.MODEL.TOY_HEAD = CfgNode({'ENABLED': True, 'WIDTH': 8})\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    zoo = engine._config_file(engine.Detectron2Settings().config_file)
+    zoo = d2config._config_file(Detectron2Settings().config_file)
     (tmp_path / "user.yaml").write_text(f"_BASE_: {zoo}\nMODEL:\n  TOY_HEAD:\n    WIDTH: 16\n")
     project = ["training.detectron2.project_modules=[toy_project:add_toy_config]"]
     cfg = detectron2_training(
         tmp_path, smoke_world, f"training.detectron2.config_file={tmp_path / 'user.yaml'}", *project
     )
-    d2 = engine.build_config(cfg.section("training"), 3, "cpu")
+    d2 = d2config.build_config(cfg.section("training"), 3, "cpu")
     assert d2.MODEL.TOY_HEAD.ENABLED is True and d2.MODEL.TOY_HEAD.WIDTH == 16
     missing = detectron2_training(tmp_path, smoke_world, "training.detectron2.project_modules=[no_such_project]")
     with pytest.raises(InputError, match="cannot import 'no_such_project'"):
-        engine.build_config(missing.section("training"), 3, "cpu")
+        d2config.build_config(missing.section("training"), 3, "cpu")

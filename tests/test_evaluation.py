@@ -3,8 +3,8 @@ import copy
 import numpy as np
 import pytest
 
-from divergen_lib.evaluation import METRICS, evaluate_lvis, evaluate_lvis_detailed, top_detections
-from divergen_lib.formats import read_lvis
+from divergen_lib.evaluation import METRICS, evaluate_lvis, evaluate_lvis_detailed
+from divergen_lib.formats import read_lvis, top_detections
 
 
 def synthetic_results(gt, seed, crowded_image=True):

@@ -6,9 +6,10 @@ import pytest
 
 from divergen_lib.config import load_config
 from divergen_lib.errors import InputError
-from divergen_lib.evaluation import METRICS, read_results, stage
+from divergen_lib.evaluation import METRICS, evaluate, stage
 from divergen_lib.evaluation.energy import energy, train_val_gap
 from divergen_lib.evaluation.paper_results import PAPER_RESULTS, comparison_table
+from divergen_lib.formats import read_results
 from divergen_lib.training import stage as training_stage
 
 from .conftest import REPO_ROOT, run_cli, smoke_training
@@ -75,9 +76,9 @@ def test_stage_evaluates_every_finished_run_and_reuses_its_files(profile):
 
 def test_missing_runs_are_clear_errors(profile, tmp_path):
     with pytest.raises(InputError, match="no finished run"):
-        stage.selected_runs(evaluation_config(profile, "evaluation.runs=[nope]"))
+        evaluate.selected_runs(evaluation_config(profile, "evaluation.runs=[nope]"))
     with pytest.raises(InputError, match="notebook 05"):
-        stage.selected_runs(evaluation_config(tmp_path))
+        evaluate.selected_runs(evaluation_config(tmp_path))
 
 
 def test_cli_evaluates_a_run(profile):

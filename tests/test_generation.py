@@ -8,6 +8,8 @@ from divergen_lib.errors import InputError
 from divergen_lib.formats import read_image, read_manifest
 from divergen_lib.generation import GenerationRequest, ModelConfig, build_generator, derive_seed
 from divergen_lib.generation import stage as generation
+from divergen_lib.generation.config import CategorySelection
+from divergen_lib.generation.plan import resolve_categories
 from divergen_lib.prompts import attribute_prompts, template_prompt
 
 from .conftest import REPO_ROOT, interrupted_after, run_cli
@@ -189,8 +191,8 @@ def test_paper_categories_are_lvis_plus_divergens_250_imagenet_extras():
 
     if missing_wordnet_files():
         pytest.skip("Debian WordNet files absent (apt-get install wordnet-base wordnet-sense-index)")
-    selection = generation.CategorySelection(metadata=REFERENCE / "lvis_v1_train_cat_info.json", imagenet_extras=250)
-    categories = generation.resolve_categories(selection)
+    selection = CategorySelection(metadata=REFERENCE / "lvis_v1_train_cat_info.json", imagenet_extras=250)
+    categories = resolve_categories(selection)
     reference = read_json(REFERENCE / "ImageNet2012_filtered04_lvis_v1_train_cat_info_250.json")
     assert [{k: v for k, v in c.items() if k != "extra"} for c in categories] == reference
     assert [c["id"] for c in categories if c.get("extra")] == list(range(1204, 1454))

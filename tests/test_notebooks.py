@@ -37,27 +37,31 @@ def test_plan_orders_notebooks_and_honours_only_and_from(tmp_path):
         plan("nope", root=root)
 
 
-def test_smoke_profile_runs_every_notebook_in_order(tmp_path):
-    root = sandbox(tmp_path)
-    run_notebooks("smoke", root=root)
-    executed = nbformat.read(root / "outputs/smoke/notebooks/00_toyworld.ipynb", as_version=4)
+def test_smoke_profile_runs_every_notebook_in_order_into_the_output_dir_it_is_given(tmp_path):
+    """Only ``output_dir`` overridden: the whole run, inputs of every stage included, moves there."""
+    root = sandbox(tmp_path / "repo")
+    out = tmp_path / "elsewhere"
+    run_notebooks("smoke", root=root, overrides=[f"output_dir={out}"])
+    assert not (root / "outputs").exists()  # nothing written, so nothing could be read, under outputs/smoke
+    executed = nbformat.read(out / "notebooks/00_toyworld.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert "params/smoke/00_toyworld.yaml" in injected[0].source
+    assert "params/smoke/00_toyworld.yaml" in injected[0].source and f"output_dir={out}" in injected[0].source
     images = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
     assert len(images) == 3
-    assert (root / "outputs/smoke/toyworld/train.json").exists()
-    assert (root / "outputs/smoke/generation/manifest.jsonl").exists()
-    assert (root / "outputs/smoke/figures/generation_samples.png").exists()
-    summary = json.loads((root / "outputs/smoke/ablation/summary.json").read_text())  # notebook 07, two workers
+    assert (out / "toyworld/train.json").exists()
+    assert (out / "generation/manifest.jsonl").exists()
+    assert (out / "figures/generation_samples.png").exists()
+    summary = json.loads((out / "ablation/summary.json").read_text())  # notebook 07, two workers
     assert [r["seeds"] for r in summary["rows"]] == [2, 2, 2] and len(summary["runs"]) == 6
     assert summary["rows"][1]["pool"] > 0 and summary["claims"][0]["claim"] == "generated data beats no generated data"
-    assert (root / "outputs/smoke/figures/ablation.png").exists()
+    assert (out / "figures/ablation.png").exists()
 
 
 def test_failure_names_notebook_cell_and_executed_copy(tmp_path):
     root = tmp_path
     (root / "params" / "smoke").mkdir(parents=True)
     (root / "params" / "smoke" / "01_broken.yaml").write_text("")
+    (root / "params" / "smoke" / "common.yaml").write_text("profile: smoke\noutput_dir: outputs/smoke\n")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("params_file = ''\noverrides = []", metadata={"tags": ["parameters"]}),

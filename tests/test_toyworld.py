@@ -96,7 +96,7 @@ def test_extra_categories_continue_ids_and_are_absent_from_the_data(smoke_world)
 def test_cli_builds_world_and_figures(tmp_path):
     out = tmp_path / "out"
     sets = [f"output_dir={out}", "toyworld.n_train_images=40", "toyworld.n_val_images=10"]
-    done = run_cli("toyworld", "--params", str(SMOKE_PARAMS), *[x for s in sets for x in ("--set", s)])
+    done = run_cli("toyworld", "--params", str(SMOKE_PARAMS), "--figures", *[x for s in sets for x in ("--set", s)])
     assert done.returncode == 0, done.stderr
     assert (out / "toyworld" / "train.json").exists()
     assert {p.name for p in (out / "figures").iterdir()} >= {"toyworld_examples.png", "toyworld_frequency.png"}

@@ -12,14 +12,19 @@ from divergen_lib.config import load_config
 from divergen_lib.errors import InputError
 from divergen_lib.evaluation import evaluate_lvis
 from divergen_lib.formats import PoolEntry, mask_bbox, read_instance_pool, read_lvis, write_png
-from divergen_lib.training import ClassMap, build_class_map, stage, truncate_checkpoint, truncate_state_dict
-from divergen_lib.training import torchvision_engine as engine
+from divergen_lib.training import stage
 from divergen_lib.training.checkpoints import load_checkpoint, save_checkpoint
+from divergen_lib.training.classes import ClassMap, build_class_map
 from divergen_lib.training.config import TorchvisionModel
 from divergen_lib.training.data import PoolCrops, training_sample
 from divergen_lib.training.loss_log import read_loss_log
 from divergen_lib.training.sampling import RepeatFactorStream, StepPositions, repeat_factors
-from divergen_lib.training.stage import run, run_inputs
+from divergen_lib.training.sources import run_inputs
+from divergen_lib.training.stage import run
+from divergen_lib.training.torchvision_engine import inference
+from divergen_lib.training.torchvision_engine import model as tv_model
+from divergen_lib.training.torchvision_engine import train as engine_train
+from divergen_lib.training.truncation import truncate_checkpoint, truncate_state_dict
 
 from .conftest import (
     EXTRA_ID,
@@ -123,7 +128,7 @@ def test_training_sample_boxes_are_tight_and_pastes_are_marked(pool_world):
 
 
 def test_torchvision_truncation_keeps_background_and_target_rows():
-    model = engine.build_model(TorchvisionModel(backbone="resnet18", min_size=64, max_size=64, fpn_channels=16), 5)
+    model = tv_model.build_model(TorchvisionModel(backbone="resnet18", min_size=64, max_size=64, fpn_channels=16), 5)
     state = model.state_dict()
     out = truncate_state_dict(state, 5, [0, 2, 4], "torchvision")
     cls = "roi_heads.box_predictor.cls_score.weight"
@@ -134,7 +139,7 @@ def test_torchvision_truncation_keeps_background_and_target_rows():
     assert out[mask].shape[0] == 4 and torch.equal(out[mask][1], state[mask][1])
     unchanged = [k for k in state if "predictor" not in k]
     assert all(out[k] is state[k] for k in unchanged)
-    small = engine.build_model(TorchvisionModel(backbone="resnet18", min_size=64, max_size=64, fpn_channels=16), 3)
+    small = tv_model.build_model(TorchvisionModel(backbone="resnet18", min_size=64, max_size=64, fpn_channels=16), 3)
     small.load_state_dict(out)  # the truncated weights are a 3-class model's
 
 
@@ -181,7 +186,7 @@ def test_bad_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "junk.pth")
     save_checkpoint({"model": {}}, tmp_path / "foreign.pth")
     with pytest.raises(InputError, match="torchvision-engine checkpoint"):
-        engine.load_model(tmp_path / "foreign.pth")
+        tv_model.load_model(tmp_path / "foreign.pth")
 
 
 # -- the torchvision engine --------------------------------------------------------------------------------------
@@ -194,11 +199,11 @@ def test_engine_trains_logs_truncates_and_predicts_lvis_results(trained):
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert all(np.isfinite(r["loss_classifier"]) and r["lr"] > 0 for r in rows)
     assert output.classes.has_extras and output.eval_checkpoint.name == "model_final_truncated.pth"
-    model, classes = engine.load_model(output.eval_checkpoint, "cpu", cfg.test)
+    model, classes = tv_model.load_model(output.eval_checkpoint, "cpu", cfg.test)
     assert classes == output.classes.truncated()
     assert model.roi_heads.box_predictor.cls_score.out_features == classes.num_classes + 1
     val = read_lvis(cfg.val.annotations)
-    results = engine.predict(model, classes, val["images"][:6], cfg.val.image_root, cfg.test)
+    results = inference.predict(model, classes, val["images"][:6], cfg.val.image_root, cfg.test)
     assert results and {r["image_id"] for r in results} <= {img["id"] for img in val["images"][:6]}
     assert {r["category_id"] for r in results} <= {c["id"] for c in val["categories"]}
     per_image = np.bincount([r["image_id"] for r in results])
@@ -217,7 +222,7 @@ def test_finished_runs_are_skipped(trained):
 
 def test_interrupted_training_resumes_to_the_uninterrupted_weights(tmp_path, smoke_world, monkeypatch):
     reference = run(smoke_training(tmp_path / "ref", smoke_world))[0]
-    original, calls = engine._step, []
+    original, calls = engine_train._step, []
 
     def interrupted_step(state, *args):
         if state.step == 3:
@@ -225,10 +230,10 @@ def test_interrupted_training_resumes_to_the_uninterrupted_weights(tmp_path, smo
         calls.append(state.step)
         return original(state, *args)
 
-    monkeypatch.setattr(engine, "_step", interrupted_step)
+    monkeypatch.setattr(engine_train, "_step", interrupted_step)
     with pytest.raises(KeyboardInterrupt):
         run(smoke_training(tmp_path / "run", smoke_world))
-    monkeypatch.setattr(engine, "_step", original)
+    monkeypatch.setattr(engine_train, "_step", original)
     resumed = run(smoke_training(tmp_path / "run", smoke_world))[0]
     assert calls == [0, 1, 2]
     assert [r["step"] for r in read_loss_log(resumed.out_dir / "loss.jsonl")] == [1, 2, 3, 4]
@@ -260,7 +265,7 @@ def test_paper_training_and_evaluation_params():
     assert (training.solver.optimizer, training.solver.lr, training.solver.ema) == ("adamw", 1e-4, 0.999)
     assert training.test.max_detections == 300 and training.repeat_factor_threshold == 0.001
     evaluation = load_config(REPO_ROOT / "params/paper/06_evaluation.yaml").section("evaluation")
-    assert evaluation.paper_table and evaluation.energy.tau == 0.9
+    assert evaluation.report.paper_table and evaluation.energy.tau == 0.9
 
 
 def test_torchrun_trains_with_two_cpu_processes(tmp_path, smoke_world):
@@ -276,5 +281,5 @@ def test_torchrun_trains_with_two_cpu_processes(tmp_path, smoke_world):
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "training" / "ddp"
     assert [r["step"] for r in read_loss_log(out / "loss.jsonl")] == [1, 2, 3, 4]
-    model, _ = engine.load_model(out / "model_final.pth")
+    model, _ = tv_model.load_model(out / "model_final.pth")
     assert all(torch.isfinite(p).all() for p in model.parameters())

@@ -69,6 +69,13 @@ class CoverageSettings:
 
 
 @dataclass(frozen=True)
+class AblationReport:
+    """Reporting only: a file (e.g. ``README.md``) whose block between the ablation-table markers is rewritten."""
+
+    readme: Path | None = None
+
+
+@dataclass(frozen=True)
 class AblationConfig:
     """The ``ablation`` section: the settings, the seeds every setting is trained with, how many runs train at
     once (each on ``cores // workers`` threads), the claims to check, and the README to write the table into."""
@@ -78,7 +85,7 @@ class AblationConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     workers: int = 1
     coverage: CoverageSettings = field(default_factory=CoverageSettings)
-    readme: Path | None = None
+    report: AblationReport = field(default_factory=AblationReport)
 
     def __post_init__(self) -> None:
         check_named_list("ablation.settings", self.settings)

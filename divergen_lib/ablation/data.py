@@ -13,14 +13,18 @@ from typing import Any
 
 import numpy as np
 
+from ..analysis.embeddings import EmbeddedSet, cached_embeddings, real_set
 from ..analysis.metrics import knn_precision_recall
-from ..analysis.stage import EmbeddedSet, cached_embeddings, real_set
-from ..annotation.stage import AnnotationConfig
+from ..annotation.config import AnnotationConfig
 from ..clip_models import ClipModel
 from ..config import Config, ConfigError, settings_digest
 from ..filtration.config import FiltrationConfig
+from ..filtration.layout import FiltrationLayout
 from ..formats import read_image, read_manifest
-from ..generation.stage import GenerationConfig
+from ..generation.config import GenerationConfig
+from ..generation.layout import GenerationLayout
+from ..registry import load_target
+from ..stages import stage_of_section
 from .config import CoverageSettings, DataVariant
 
 
@@ -35,11 +39,11 @@ class VariantSections:
 
     @property
     def pool(self) -> Path:
-        return self.dirs["filtration"] / "pool.json"
+        return FiltrationLayout(self.dirs["filtration"]).pool
 
     @property
     def categories(self) -> Path:
-        return self.dirs["generation"] / "categories.json"
+        return GenerationLayout(self.dirs["generation"]).categories
 
 
 def _digest(*parts: Any) -> str:
@@ -84,20 +88,17 @@ def variant_sections(config: Config, variant: DataVariant, data_root: Path) -> V
 
 
 def prepare(config: Config, sections: VariantSections) -> None:
-    """Run generation, annotation and filtration of a variant (each skips what its folder already holds)."""
-    from ..annotation import stage as annotation
-    from ..filtration import stage as filtration
-    from ..generation import stage as generation
-
-    for name, stage in (("generation", generation), ("annotation", annotation), ("filtration", filtration)):
-        section = getattr(sections, name)
-        stage.run(replace(config, sections={name: section}, stage_dirs={name: sections.dirs[name]}))
+    """Run generation, annotation and filtration of a variant (each skips what its folder already holds), through
+    the stage registry."""
+    for name in ("generation", "annotation", "filtration"):
+        run = load_target(stage_of_section(name).run)
+        run(replace(config, sections={name: getattr(sections, name)}, stage_dirs={name: sections.dirs[name]}))
 
 
 def pool_statistics(sections: VariantSections) -> dict[str, int]:
     """Generated images, annotated masks kept, and instances in the pool."""
-    generated = read_manifest(sections.dirs["generation"] / "manifest.jsonl")
-    decided = read_manifest(sections.dirs["filtration"] / "manifest.jsonl")
+    generated = read_manifest(GenerationLayout(sections.dirs["generation"]).manifest)
+    decided = read_manifest(FiltrationLayout(sections.dirs["filtration"]).manifest)
     return {
         "generated": sum(r.get("status") == "ok" for r in generated),
         "pool": sum(bool(r.get("keep")) for r in decided),
@@ -111,7 +112,8 @@ def kept_set(
     categories only (extra categories have no val instances to cover); cached in the filtration folder.
     None when the pool holds no target instance."""
     filt_dir = sections.dirs["filtration"]
-    kept = [r for r in read_manifest(filt_dir / "manifest.jsonl") if r.get("keep") and r["category_id"] in target_ids]
+    decided = read_manifest(FiltrationLayout(filt_dir).manifest)
+    kept = [r for r in decided if r.get("keep") and r["category_id"] in target_ids]
     if not kept:
         return None
 

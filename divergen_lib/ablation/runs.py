@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..evaluation.config import EvaluationConfig
 from ..training.config import RunSpec, TrainingConfig
+from ..training.layout import RunLayout
 
 PROGRESS_LOG = "progress.log"
 
@@ -39,15 +40,15 @@ class RunTask:
 def run_one(task: RunTask, quiet: bool = False) -> dict[str, Any]:
     """Train (or resume, or find finished) and evaluate one run; its metrics per IoU type. ``quiet`` sends the
     progress bars to ``progress.log`` in the run's folder (parallel runs would interleave them)."""
-    from ..evaluation.stage import evaluate_run
-    from ..training.stage import train_run
+    from ..evaluation.evaluate import evaluate_run
+    from ..training.train import train_run
 
     task.out_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if quiet:
             log = stack.enter_context(open(task.out_dir / PROGRESS_LOG, "a"))
             stack.enter_context(contextlib.redirect_stderr(log))
-        output = train_run(task.training, task.spec, task.out_dir, task.seed, task.device)
+        output = train_run(task.training, task.spec, RunLayout(task.out_dir), task.seed, task.device)
         evaluation = evaluate_run(output, task.evaluation, task.device, task.seed)
     return {"setting": task.setting, "seed": task.seed, "run": task.spec.name, "metrics": evaluation.metrics}
 

@@ -21,9 +21,11 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..distributed import require_single_process, resolve_device
 from ..formats import read_lvis, write_json
-from ..training.config import RUN_FILES, RunSpec, TrainingConfig
+from ..training.config import RunSpec, TrainingConfig
+from ..training.layout import RunLayout
 from .config import AblationConfig
 from .data import VariantSections, coverage, kept_set, pool_statistics, prepare, real_sets, variant_sections
+from .layout import AblationLayout
 from .report import aggregate, check_claims, claims_markdown, table_markdown, verdict_counts, write_readme_block
 from .runs import RunTask, run_tasks
 
@@ -38,18 +40,17 @@ class AblationRun:
     claims: list[dict[str, Any]] = field(repr=False)
     seconds: dict[str, float] = field(default_factory=dict)
     trained: int = 0
-    figure: Path | None = None
     readme: Path | None = None
 
     @property
     def summary_path(self) -> Path:
-        return self.out_dir / "summary.json"
+        return AblationLayout(self.out_dir).summary
 
 
 def variants(config: Config) -> dict[str, VariantSections]:
     """Setting name -> the stage sections of its generated data (settings without data are left out)."""
     cfg: AblationConfig = config.section("ablation")
-    root = config.stage_dir("ablation") / "data"
+    root = AblationLayout(config.stage_dir("ablation")).data
     return {s.name: variant_sections(config, s.data, root) for s in cfg.settings if s.data is not None}
 
 
@@ -63,13 +64,11 @@ def prepare_data(config: Config, sections: dict[str, VariantSections]) -> dict[s
         prepare(config, variant)
     filt = config.section("filtration")
     device = resolve_device(config.common.device)
-    clip = configured_clip(
-        filt.clip, filt.toy_clip, filt.real.annotations.parent, config.common.output_dir / "clip", device
-    )
+    clip = configured_clip(filt.clip, filt.toy_clip, filt.real.annotations.parent, config.clip_cache_dir, device)
     train = read_lvis(config.section("training").train.annotations)
     rare_ids = [c["id"] for c in train["categories"] if c.get("frequency") == "r"]
     target_ids = {c["id"] for c in train["categories"]}
-    cache = config.stage_dir("ablation") / "embeddings"
+    cache = AblationLayout(config.stage_dir("ablation")).embeddings
     real = real_sets(config, clip, cache, cfg.coverage, rare_ids)
     data = {}
     for setting in cfg.settings:
@@ -88,7 +87,7 @@ def tasks(config: Config, sections: dict[str, VariantSections]) -> list[RunTask]
     training: TrainingConfig = config.section("training")
     evaluation = config.section("evaluation")
     device = resolve_device(config.common.device)
-    runs_dir = config.stage_dir("ablation") / "runs"
+    runs_dir = AblationLayout(config.stage_dir("ablation")).runs
     out = []
     for seed in cfg.seeds:
         for setting in cfg.settings:
@@ -110,7 +109,7 @@ def run(config: Config) -> AblationRun:
     data = prepare_data(config, sections)
     data_done = time.perf_counter()
     todo = tasks(config, sections)
-    trained = sum(not (t.out_dir / RUN_FILES["final"]).is_file() for t in todo)
+    trained = sum(not RunLayout(t.out_dir).final.is_file() for t in todo)
     results = run_tasks(todo, cfg.workers)
     seconds = {"data": data_done - start, "runs": time.perf_counter() - data_done}
     seconds["total"] = seconds["data"] + seconds["runs"]
@@ -120,21 +119,20 @@ def run(config: Config) -> AblationRun:
     summary = {"rows": rows, "runs": results, "claims": claims, "seconds": seconds, "trained": trained}
     write_json(summary, run_.summary_path, indent=1)
     report = report_markdown(run_, config)
-    (out_dir / "report.md").write_text(report + "\n")
-    run_.figure = save_figure(run_, config)
-    if cfg.readme is not None:
-        write_readme_block(cfg.readme, report)
-        run_.readme = cfg.readme
+    AblationLayout(out_dir).report.write_text(report + "\n")
+    if cfg.report.readme is not None:
+        write_readme_block(cfg.report.readme, report)
+        run_.readme = cfg.report.readme
     return run_
 
 
-def save_figure(run_: AblationRun, config: Config) -> Path:
+def save_figures(run_: AblationRun, config: Config) -> dict[str, Path]:
     """``figures/ablation.png``."""
-    from ..viz import save_figure as save
+    from ..viz import save_figure
     from .figures import plot_ablation
 
     baseline = next((s.name for s in config.section("ablation").settings if s.data is None), None)
-    return save(plot_ablation(run_.rows, baseline), config.common.output_dir / "figures" / "ablation.png")
+    return {"ablation": save_figure(plot_ablation(run_.rows, baseline), config.figures_dir / "ablation.png")}
 
 
 def report_markdown(run_: AblationRun, config: Config) -> str:

@@ -9,133 +9,22 @@ and drawn on one 2-D map. Embeddings are cached under ``analysis/embeddings/`` a
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from ..clip_models import ClipChoice, ClipModel, ToyClipConfig, configured_clip
-from ..config import Config, check_named_list, settings_digest
-from ..crops import annotation_crops
+from ..clip_models import configured_clip
+from ..config import Config
 from ..distributed import require_single_process, resolve_device
-from ..formats import atomic_open, read_lvis, write_json
-from ..generation.base import ModelConfig, build_generator
-from ..generation.stage import CategorySelection, build_prompts, plan_requests, resolve_categories
-from ..prompts import PromptConfig
+from ..formats import read_lvis, write_json
+from .config import AnalysisConfig
+from .embeddings import EmbeddedSet, generated_set, real_set
+from .layout import AnalysisLayout
 from .metrics import compare
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class GeneratedSet:
-    """A small generated sample made with one diversity setting (prompts, generators, extra categories)."""
-
-    name: str
-    models: list[ModelConfig]
-    prompts: PromptConfig = field(default_factory=PromptConfig)
-    include_extra: bool = False
-    images_per_category: int = 6
-    batch_size: int = 1
-
-
-@dataclass(frozen=True)
-class AnalysisConfig:
-    """The ``analysis`` section of a params file."""
-
-    train_annotations: Path
-    val_annotations: Path
-    image_root: Path
-    categories: CategorySelection
-    generated: list[GeneratedSet]
-    clip: ClipChoice = field(default_factory=ClipChoice)
-    toy_clip: ToyClipConfig = field(default_factory=ToyClipConfig)
-    crop_padding: int = 40
-    max_real: int | None = 2000
-    k: int = 5
-    map_method: Literal["opentsne", "sklearn", "umap"] = "opentsne"
-    map_points_per_set: int = 600
-    rare_panels: int = 3
-
-    def __post_init__(self) -> None:
-        check_named_list("analysis.generated", self.generated)
-
-
-@dataclass
-class EmbeddedSet:
-    """Embeddings (N, D) of one set and the category id of each row."""
-
-    name: str
-    embeddings: np.ndarray = field(repr=False)
-    category_ids: np.ndarray = field(repr=False)
-
-
-def cached_embeddings(path: Path, make: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Load ``(embeddings, category_ids)`` from ``path`` or compute them with ``make()`` and save atomically."""
-    if path.is_file():
-        with np.load(path) as data:
-            return data["embeddings"], data["category_ids"]
-    embeddings, ids = make()
-    with atomic_open(path, "wb") as fh:
-        np.savez(fh, embeddings=embeddings, category_ids=ids)
-    return embeddings, ids
-
-
-def real_set(
-    name: str,
-    annotations: Path,
-    image_root: Path,
-    clip: ClipModel,
-    cache: Path,
-    seed: int,
-    crop_padding: int,
-    max_real: int | None,
-) -> EmbeddedSet:
-    """Real instances of a split, cropped with DiverGen's recipe (at most ``max_real``, a seeded sample)."""
-    stat = annotations.stat()
-    key = settings_digest(
-        name, str(annotations), stat.st_size, stat.st_mtime_ns, crop_padding, max_real, seed, clip.name, clip.pretrained
-    )
-
-    def make() -> tuple[np.ndarray, np.ndarray]:
-        data = read_lvis(annotations)
-        images = {img["id"]: img for img in data["images"]}
-        anns = sorted(data["annotations"], key=lambda a: a["id"])
-        if max_real is not None and len(anns) > max_real:
-            keep = np.random.default_rng(seed).choice(len(anns), max_real, replace=False)
-            anns = [anns[i] for i in sorted(keep)]
-        crops, used = annotation_crops(images, anns, image_root, padding=crop_padding)
-        ids = [a["category_id"] for a in used]
-        return clip.encode_images(crops), np.asarray(ids)
-
-    return EmbeddedSet(name, *cached_embeddings(cache / f"{name}-{key}.npz", make))
-
-
-def generated_set(
-    spec: GeneratedSet, cfg: AnalysisConfig, clip: ClipModel, cache: Path, seed: int, device: str
-) -> EmbeddedSet:
-    """Generate the set in memory (whole images, no files) and embed it."""
-    selection = replace(cfg.categories, include_extra=spec.include_extra)
-    if not spec.include_extra:
-        selection = replace(selection, imagenet_extras=0)
-    key = settings_digest(asdict(spec), asdict(selection), seed, clip.name, clip.pretrained)
-
-    def make() -> tuple[np.ndarray, np.ndarray]:
-        categories = resolve_categories(selection)
-        prompts = build_prompts(categories, spec.prompts, seed, device)
-        embeddings, ids = [], []
-        for model in spec.models:
-            generator = build_generator(model, device)
-            requests = plan_requests(categories, prompts, model, spec.images_per_category, seed)
-            for start in range(0, len(requests), spec.batch_size):
-                batch = requests[start : start + spec.batch_size]
-                embeddings.append(clip.encode_images([g.image for g in generator.generate(batch)]))
-                ids += [r.category_id for r in batch]
-        return np.concatenate(embeddings), np.asarray(ids)
-
-    path = cache / f"generated-{spec.name.replace(' ', '_')}-{key}.npz"
-    return EmbeddedSet(spec.name, *cached_embeddings(path, make))
 
 
 @dataclass
@@ -153,12 +42,11 @@ def run(config: Config) -> AnalysisRun:
     require_single_process("the analyze stage")
     cfg: AnalysisConfig = config.section("analysis")
     out_dir = config.stage_dir("analysis")
-    cache = out_dir / "embeddings"
+    layout = AnalysisLayout(out_dir)
+    cache = layout.embeddings
     device = resolve_device(config.common.device)
     seed = config.common.seed
-    clip = configured_clip(
-        cfg.clip, cfg.toy_clip, cfg.train_annotations.parent, config.common.output_dir / "clip", device
-    )
+    clip = configured_clip(cfg.clip, cfg.toy_clip, cfg.train_annotations.parent, config.clip_cache_dir, device)
     real = {"image_root": cfg.image_root, "crop_padding": cfg.crop_padding, "max_real": cfg.max_real}
     sets = {
         "real train": real_set("real_train", cfg.train_annotations, clip=clip, cache=cache, seed=seed, **real),
@@ -169,7 +57,7 @@ def run(config: Config) -> AnalysisRun:
     train = read_lvis(cfg.train_annotations)
     rare_ids = [c["id"] for c in train["categories"] if c.get("frequency") == "r"]
     table = comparison_table(sets, rare_ids, cfg.k)
-    write_json(table, out_dir / "metrics.json", indent=1)
+    write_json(table, layout.metrics, indent=1)
     return AnalysisRun(out_dir, sets, table, rare_ids)
 
 
@@ -241,21 +129,21 @@ def save_figures(run_: AnalysisRun, config: Config) -> dict[str, Path]:
     chosen, sources, ids = [], [], []
     for name, s in run_.sets.items():
         rows = np.arange(len(s.embeddings))
-        if len(rows) > cfg.map_points_per_set:  # every rare-category point stays, the rest is sampled
+        if len(rows) > cfg.report.map_points_per_set:  # every rare-category point stays, the rest is sampled
             rare = np.isin(s.category_ids, run_.rare_ids)
-            budget = max(cfg.map_points_per_set - int(rare.sum()), 0)
+            budget = max(cfg.report.map_points_per_set - int(rare.sum()), 0)
             others = rng.choice(rows[~rare], min(budget, int((~rare).sum())), replace=False)
             rows = np.sort(np.concatenate([rows[rare], others]))
         chosen.append(s.embeddings[rows])
         sources += [name] * len(rows)
         ids.append(s.category_ids[rows])
-    points = embed_2d(np.concatenate(chosen), cfg.map_method, seed=config.common.seed)
+    points = embed_2d(np.concatenate(chosen), cfg.report.map_method, seed=config.common.seed)
     sources_arr, ids_arr = np.asarray(sources), np.concatenate(ids)
-    figures = config.common.output_dir / "figures"
-    title = f"{cfg.map_method} map of CLIP embeddings"
+    figures = config.figures_dir
+    title = f"{cfg.report.map_method} map of CLIP embeddings"
     paths = {"map": save_figure(plot_map(points, sources, title), figures / "analysis_map.png")}
     names = {c["id"]: c["name"] for c in read_lvis(cfg.train_annotations)["categories"]}
-    rare = [c for c in run_.rare_ids if (ids_arr[sources_arr == "real val"] == c).any()][: cfg.rare_panels]
+    rare = [c for c in run_.rare_ids if (ids_arr[sources_arr == "real val"] == c).any()][: cfg.report.rare_panels]
     if rare:
         fig = plot_rare_panels(points, sources_arr, ids_arr, rare, names)
         paths["rare"] = save_figure(fig, figures / "analysis_rare.png")

@@ -7,22 +7,28 @@ order, before the shared post-processing (:mod:`divergen_lib.annotation.postproc
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Protocol
 
 import numpy as np
 
 from ..config import check_component
+from ..registry import Choice, Registry
 
-# method -> "module:Class", imported only when used
-ANNOTATORS: dict[str, str] = {
-    "sam_background": "divergen_lib.annotation.sam:SamBackgroundAnnotator",
-    "sam_foreground": "divergen_lib.annotation.sam:SamForegroundAnnotator",
-    "border_fallback": "divergen_lib.annotation.fallback:BorderFallbackAnnotator",
-}
+# annotator classes, imported only when used; adding a method: its module and one line here. ``true_mask`` has no
+# annotator: the generator's recorded mask is the annotation.
+ANNOTATORS: Registry[type | None] = Registry(
+    "annotation method",
+    {
+        "sam_background": "divergen_lib.annotation.sam:SamBackgroundAnnotator",
+        "sam_foreground": "divergen_lib.annotation.sam:SamForegroundAnnotator",
+        "border_fallback": "divergen_lib.annotation.fallback:BorderFallbackAnnotator",
+        "true_mask": None,
+    },
+)
+TRUE_MASK = "true_mask"
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class AnnotatorConfig:
     """
 
     name: str
-    method: Literal["sam_background", "sam_foreground", "border_fallback", "true_mask"]
+    method: Annotated[str, Choice(ANNOTATORS)]
     checkpoint: Path | None = None
     model_type: str = "vit_h"
     batch_size: int = 1
@@ -43,7 +49,7 @@ class AnnotatorConfig:
 
     def __post_init__(self) -> None:
         check_component("annotation method", self.name, self.batch_size)
-        if self.method == "true_mask" and self.options:
+        if self.method == TRUE_MASK and self.options:
             raise ValueError(f"annotation method {self.name}: true_mask takes no options")
 
 
@@ -51,12 +57,13 @@ class Annotator(Protocol):
     def raw_masks(self, images: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
 
-def annotator_class(method: str) -> type:
-    """The class of annotation ``method`` (its ``options_cls`` is the dataclass its ``options`` must fit)."""
-    module, _, cls = ANNOTATORS[method].partition(":")
-    return getattr(importlib.import_module(module), cls)
+def annotator_class(method: str) -> type | None:
+    """The class of annotation ``method`` (its ``options_cls`` is the dataclass its ``options`` must fit); None
+    for ``true_mask``."""
+    return ANNOTATORS.get(method)
 
 
-def build_annotator(config: AnnotatorConfig, device: str = "cpu") -> Annotator:
-    """Instantiate the annotator of ``config.method``."""
-    return annotator_class(config.method)(config, device)
+def build_annotator(config: AnnotatorConfig, device: str = "cpu") -> Annotator | None:
+    """Instantiate the annotator of ``config.method`` (None for ``true_mask``: the generator's masks)."""
+    cls = annotator_class(config.method)
+    return None if cls is None else cls(config, device)

@@ -16,32 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config, ConfigError, check_named_list
+from ..config import Config
 from ..distributed import completed_rows, resolve_device, resumable_map, start_stage
 from ..errors import InputError
-from ..formats import mask_to_rle, read_image, read_manifest, write_manifest
-from .base import Annotator, AnnotatorConfig, build_annotator
+from ..formats import mask_to_rle, read_image, write_manifest
+from ..generation.layout import GenerationLayout
+from .base import Annotator, build_annotator
+from .config import AnnotationConfig
+from .layout import AnnotationLayout
 from .postprocess import PostprocessConfig, postprocess
 from .quality import boundary_f_score, mask_iou
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.jsonl"
 CARRIED = ("category_id", "category_name", "model", "prompt_source", "path", "mask_path")
-
-
-@dataclass(frozen=True)
-class AnnotationConfig:
-    """The ``annotation`` section of a params file."""
-
-    methods: list[AnnotatorConfig]
-    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
-    generation_dir: Path | None = None
-    overlay_samples: int = 12
-    worst_cases: int = 6
-
-    def __post_init__(self) -> None:
-        check_named_list("annotation.methods", self.methods)
 
 
 @dataclass
@@ -54,7 +42,7 @@ class AnnotationRun:
 
     @property
     def manifest_path(self) -> Path:
-        return self.out_dir / MANIFEST
+        return AnnotationLayout(self.out_dir).manifest
 
 
 class _BatchAnnotator:
@@ -110,14 +98,6 @@ class _BatchAnnotator:
         return rows
 
 
-def generation_rows(gen_dir: Path) -> list[dict[str, Any]]:
-    """The successfully generated images of a generation stage folder."""
-    manifest = gen_dir / "manifest.jsonl"
-    if not manifest.is_file():
-        raise ConfigError(f"{manifest}: no generation manifest (run the generation stage first)")
-    return [r for r in read_manifest(manifest) if r.get("status") == "ok"]
-
-
 def run(config: Config) -> AnnotationRun:
     """Annotate every generated image with every method; write ``annotation/manifest.jsonl`` (rank 0)."""
     cfg: AnnotationConfig = config.section("annotation")
@@ -125,7 +105,7 @@ def run(config: Config) -> AnnotationRun:
     gen_dir = cfg.generation_dir or config.stage_dir("generation")
     info = start_stage(out_dir)
     device = resolve_device(config.common.device, info)
-    items = generation_rows(gen_dir)
+    items = GenerationLayout(gen_dir).ok_rows()
     rows: list[dict[str, Any]] = []
     for method in cfg.methods:
         name = f"masks.{method.name}"
@@ -136,7 +116,7 @@ def run(config: Config) -> AnnotationRun:
 
         # a method that cannot load is one clear error here, before anything of it is written
         pending = any(id_of(r) not in done for r in items)
-        annotator = build_annotator(method, device) if pending and method.method != "true_mask" else None
+        annotator = build_annotator(method, device) if pending else None
         merged = resumable_map(
             items,
             _BatchAnnotator(annotator, method.name, cfg.postprocess, gen_dir),
@@ -150,7 +130,7 @@ def run(config: Config) -> AnnotationRun:
         rows += merged or []
     if not info.is_main:
         return AnnotationRun(out_dir, gen_dir, None)
-    write_manifest(rows, out_dir / MANIFEST)
+    write_manifest(rows, AnnotationLayout(out_dir).manifest)
     return AnnotationRun(out_dir, gen_dir, rows)
 
 
@@ -189,17 +169,17 @@ def save_figures(run_: AnnotationRun, config: Config) -> dict[str, Path]:
     from .figures import plot_iou_distribution, plot_overlays, plot_worst_cases
 
     cfg: AnnotationConfig = config.section("annotation")
-    figures = config.common.output_dir / "figures"
+    figures = config.figures_dir
     rows = run_.rows or []
     paths = {
         "overlays": save_figure(
-            plot_overlays(rows, run_.generation_dir, cfg.overlay_samples, config.common.seed),
+            plot_overlays(rows, run_.generation_dir, cfg.report.overlay_samples, config.common.seed),
             figures / "annotation_overlays.png",
         )
     }
     if any(r.get("iou") is not None for r in rows):
         paths["iou"] = save_figure(plot_iou_distribution(rows), figures / "annotation_iou.png")
         paths["worst"] = save_figure(
-            plot_worst_cases(rows, run_.generation_dir, cfg.worst_cases), figures / "annotation_worst.png"
+            plot_worst_cases(rows, run_.generation_dir, cfg.report.worst_cases), figures / "annotation_worst.png"
         )
     return paths

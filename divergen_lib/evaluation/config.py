@@ -21,19 +21,25 @@ class EnergySettings:
 
 
 @dataclass(frozen=True)
+class EvaluationReport:
+    """Tables and figures only: ``paper_table`` shows the papers' published numbers beside ours; ``examples``:
+    val images in the qualitative figure."""
+
+    paper_table: bool = False
+    examples: int = 4
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     """The ``evaluation`` section. Every finished run under ``<output_dir>/training`` is evaluated (or only
     ``runs``) on its own val split with its own test settings; ``backend`` ``fast`` is faster-coco-eval's LVIS
-    mode, ``lvis`` the lvis-api (they agree to 1e-6). ``paper_table``: show METHOD_SPEC's published numbers
-    beside ours. ``examples``: val images in the qualitative figure."""
+    mode, ``lvis`` the lvis-api (they agree to 1e-6)."""
 
     runs: list[str] | None = None
     backend: Literal["fast", "lvis"] = "fast"
     iou_types: tuple[Literal["bbox", "segm"], ...] = ("bbox", "segm")
     energy: EnergySettings = field(default_factory=EnergySettings)
-    paper_table: bool = False
-    examples: int = 4
-    baseline: str = "baseline"
+    report: EvaluationReport = field(default_factory=EvaluationReport)
 
     def __post_init__(self) -> None:
         if not self.iou_types:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,10 +17,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..formats import MAX_DETS, top_detections
+
 log = logging.getLogger(__name__)
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
-MAX_DETS = 300
 _FAST_KEYS = dict(
     zip(METRICS, ("AP_all", "AP_50", "AP_75", "AP_small", "AP_medium", "AP_large", "APr", "APc", "APf"), strict=True)
 )
@@ -33,17 +33,6 @@ class LvisEvaluation:
 
     metrics: dict[str, float]
     per_category: dict[int, float]
-
-
-def top_detections(results: Iterable[dict[str, Any]], max_per_image: int = MAX_DETS) -> list[dict[str, Any]]:
-    """Each image's ``max_per_image`` highest-scoring detections (stable for equal scores)."""
-    by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for det in results:
-        by_image[det["image_id"]].append(det)
-    kept = []
-    for dets in by_image.values():
-        kept += sorted(dets, key=lambda d: -d["score"])[:max_per_image]
-    return kept
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..clip_models import ClipChoice, ToyClipConfig
+from ..clip_choice import ClipChoice, ToyClipConfig
 from ..config import ConfigError, DatasetSplit
 
 
@@ -43,6 +43,13 @@ class InterSimilarityFilter:
 
 
 @dataclass(frozen=True)
+class FiltrationReport:
+    """Figures only: instances per threshold gallery."""
+
+    gallery: int = 8
+
+
+@dataclass(frozen=True)
 class FiltrationConfig:
     """The ``filtration`` section."""
 
@@ -55,7 +62,7 @@ class FiltrationConfig:
     annotation_dir: Path | None = None
     generation_dir: Path | None = None
     batch_size: int = 32
-    gallery: int = 8
+    report: FiltrationReport = field(default_factory=FiltrationReport)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..annotation.layout import AnnotationLayout
 from ..clip_models import configured_clip
 from ..config import Config, ConfigError
 from ..crops import annotation_crops, generated_instance
@@ -40,14 +41,13 @@ from ..formats import (
     write_manifest,
     write_png,
 )
+from ..generation.layout import GenerationLayout
 from .config import FiltrationConfig
+from .layout import FiltrationLayout
 from .pool import rgba_crop
 from .rules import category_mean, clip_score, inter_similarity, xpaste_keep
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "manifest.jsonl"
-POOL = "pool.json"
 
 
 @dataclass
@@ -62,7 +62,7 @@ class FiltrationRun:
 
     @property
     def manifest_path(self) -> Path:
-        return self.out_dir / MANIFEST
+        return FiltrationLayout(self.out_dir).manifest
 
 
 def real_instances(cfg: FiltrationConfig) -> tuple[dict[int, dict[str, Any]], dict[int, list[dict[str, Any]]]]:
@@ -171,7 +171,7 @@ class _PoolWriter:
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         image = read_image(self.gen_dir / row["path"])
         crop = rgba_crop(image, rle_to_mask(self.rles[row["annotation_id"]]))
-        relpath = f"pool/images/{self.index[row['category_id']]}/{row['annotation_id']}.png"
+        relpath = FiltrationLayout.crop_relpath(self.index[row["category_id"]], row["annotation_id"])
         write_png(crop, self.out_dir / relpath)
         return {"status": "ok", "model": row["model"], "category_id": row["category_id"], "crop": relpath}
 
@@ -184,21 +184,21 @@ def run(config: Config) -> FiltrationRun:
     out_dir = config.stage_dir("filtration")
     gen_dir = cfg.generation_dir or config.stage_dir("generation")
     ann_dir = cfg.annotation_dir or config.stage_dir("annotation")
-    for needed in (gen_dir / "categories.json", ann_dir / "manifest.jsonl"):
+    layout = FiltrationLayout(out_dir)
+    generated, annotations = GenerationLayout(gen_dir), AnnotationLayout(ann_dir)
+    for needed in (generated.categories, annotations.manifest):
         if not needed.is_file():
             raise ConfigError(f"{needed}: missing (run the generation and annotation stages first)")
     info = start_stage(out_dir)
     device = resolve_device(config.common.device, info)
-    categories = read_json(gen_dir / "categories.json")
+    categories = read_json(generated.categories)
     names = {c["id"]: c["name"] for c in categories}
     annotated = [
         r
-        for r in read_manifest(ann_dir / "manifest.jsonl")
+        for r in read_manifest(annotations.manifest)
         if r["status"] == "ok" and (cfg.methods is None or r["method"] in cfg.methods)
     ]
-    clip = configured_clip(
-        cfg.clip, cfg.toy_clip, cfg.real.annotations.parent, config.common.output_dir / "clip", device
-    )
+    clip = configured_clip(cfg.clip, cfg.toy_clip, cfg.real.annotations.parent, config.clip_cache_dir, device)
     ids = sorted(names)
     texts = dict(
         zip(
@@ -237,7 +237,7 @@ def run(config: Config) -> FiltrationRun:
     resumable_map(kept, writer, out_dir, "pool_crops", id_of=lambda r: r["annotation_id"], info=info)
     if not info.is_main:
         return FiltrationRun(out_dir, gen_dir, categories, None)
-    write_manifest([{"id": r["annotation_id"], **r} for r in decided], out_dir / MANIFEST)
+    write_manifest([{"id": r["annotation_id"], **r} for r in decided], layout.manifest)
     crops = completed_rows(out_dir, "pool_crops")
     pools: dict[str, Path] = {}
     per_model: dict[str, dict[int, list[PoolEntry]]] = defaultdict(lambda: defaultdict(list))
@@ -246,9 +246,9 @@ def run(config: Config) -> FiltrationRun:
         if crop.get("status") == "ok":
             per_model[r["model"]][index[r["category_id"]]].append(PoolEntry(crop["crop"], preprocessed=True))
     for model, pool in per_model.items():
-        pools[model] = out_dir / f"pool_{model}.json"
+        pools[model] = layout.model_pool(model)
         write_instance_pool(dict(pool), pools[model])
-    pools["merged"] = out_dir / POOL
+    pools["merged"] = layout.pool
     write_instance_pool(merge_instance_pools(*[dict(p) for p in per_model.values()]), pools["merged"])
     return FiltrationRun(out_dir, gen_dir, categories, decided, pools)
 
@@ -290,7 +290,7 @@ def save_figures(run_: FiltrationRun, config: Config) -> dict[str, Path]:
     from .figures import plot_kept_fraction, plot_pool_sizes, plot_score_distributions, plot_threshold_gallery
 
     cfg: FiltrationConfig = config.section("filtration")
-    figures = config.common.output_dir / "figures"
+    figures = config.figures_dir
     rows = [r for r in run_.rows or [] if "model" in r]
     thresholds = {"clip_score": cfg.clip_score.min_clip, "inter_similarity": cfg.inter_similarity.threshold}
     paths = {
@@ -300,6 +300,6 @@ def save_figures(run_: FiltrationRun, config: Config) -> dict[str, Path]:
     }
     for score, threshold in thresholds.items():
         if any(r.get(score) is not None for r in rows):
-            fig = plot_threshold_gallery(rows, run_.generation_dir, score, threshold, cfg.gallery)
+            fig = plot_threshold_gallery(rows, run_.generation_dir, score, threshold, cfg.report.gallery)
             paths[f"gallery_{score}"] = save_figure(fig, figures / f"filtration_gallery_{score}.png")
     return paths

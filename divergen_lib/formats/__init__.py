@@ -33,8 +33,10 @@ from .lvis_json import (
 )
 from .manifest import append_row, read_manifest, write_manifest
 from .masks import mask_bbox, mask_to_rle, rle_area, rle_bbox, rle_to_mask, segmentation_to_rle
+from .results import MAX_DETS, detections_to_results, read_results, top_detections, write_results
 
 __all__ = [
+    "MAX_DETS",
     "FormatError",
     "annotation_mask",
     "image_file",
@@ -46,6 +48,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "category_index",
+    "detections_to_results",
     "encode_png",
     "frequency_of",
     "frequency_thresholds",
@@ -57,16 +60,19 @@ __all__ = [
     "read_json",
     "read_lvis",
     "read_manifest",
+    "read_results",
     "remove_temp_files",
     "resolve_pool_paths",
     "rle_area",
     "rle_bbox",
     "rle_to_mask",
     "segmentation_to_rle",
+    "top_detections",
     "validate_lvis",
     "write_instance_pool",
     "write_json",
     "write_lvis",
     "write_manifest",
     "write_png",
+    "write_results",
 ]

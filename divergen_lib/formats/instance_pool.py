@@ -58,10 +58,11 @@ class PoolEntry:
     def with_prefix_replaced(self, old: str, new: str) -> PoolEntry:
         """Same entry with a leading path prefix ``old`` replaced by ``new`` (for moved pools)."""
 
-        def swap(p: str | None) -> str | None:
-            return new + p[len(old) :] if p is not None and p.startswith(old) else p
+        def swap(p: str) -> str:
+            return new + p[len(old) :] if p.startswith(old) else p
 
-        return PoolEntry(swap(self.path), swap(self.mask_path), self.preprocessed)
+        mask = None if self.mask_path is None else swap(self.mask_path)
+        return PoolEntry(swap(self.path), mask, self.preprocessed)
 
 
 InstancePool = dict[int, list[PoolEntry]]
@@ -109,7 +110,10 @@ def resolve_pool_paths(pool: InstancePool, base: str | os.PathLike) -> InstanceP
     """Make relative entry paths absolute against ``base`` (the pool json's folder)."""
     base = Path(base).resolve()
 
-    def absolute(p: str | None) -> str | None:
-        return None if p is None else str(base / p) if not os.path.isabs(p) else p
+    def absolute(p: str) -> str:
+        return str(base / p) if not os.path.isabs(p) else p
 
-    return {k: [PoolEntry(absolute(e.path), absolute(e.mask_path), e.preprocessed) for e in v] for k, v in pool.items()}
+    def resolved(e: PoolEntry) -> PoolEntry:
+        return PoolEntry(absolute(e.path), None if e.mask_path is None else absolute(e.mask_path), e.preprocessed)
+
+    return {k: [resolved(e) for e in v] for k, v in pool.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -15,14 +15,16 @@ def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
     if mask.ndim != 2:
         raise ValueError(f"expected an H×W mask, got shape {mask.shape}")
     rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    counts: Any = rle["counts"]  # bytes from pycocotools; JSON needs a string
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts.decode("ascii")}
 
 
-def _as_compressed(rle: dict[str, Any]) -> dict[str, Any]:
+def _as_compressed(rle: dict[str, Any]) -> Any:
+    """pycocotools' compressed RLE (``counts`` as bytes) of a JSON RLE, compressed or not."""
     counts = rle["counts"]
     if isinstance(counts, list):  # uncompressed RLE
         h, w = rle["size"]
-        return mask_utils.frPyObjects(rle, h, w)
+        return mask_utils.frPyObjects(cast(Any, rle), h, w)
     return {"size": rle["size"], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 
 

@@ -9,24 +9,26 @@ size or on the number of processes.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 
 from ..config import check_component
+from ..prompts import PromptSource
+from ..registry import Choice, Registry
 
-PromptSource = Literal["template", "llm-file", "attributes", "llm"]
-
-# backend name -> "module:Class", imported only when used (diffusers is heavy)
-BACKENDS: dict[str, str] = {
-    "toy": "divergen_lib.generation.toy:ToyGenerator",
-    "stable_diffusion": "divergen_lib.generation.diffusers_backends:StableDiffusionGenerator",
-    "deepfloyd_if": "divergen_lib.generation.diffusers_backends:DeepFloydIFGenerator",
-    "diffusers": "divergen_lib.generation.diffusers_backends:DiffusersGenerator",
-}
+# backend classes, imported only when used (diffusers is heavy); adding a backend: its module and one line here
+BACKENDS: Registry[type] = Registry(
+    "generation backend",
+    {
+        "toy": "divergen_lib.generation.toy:ToyGenerator",
+        "stable_diffusion": "divergen_lib.generation.diffusers_backends:StableDiffusionGenerator",
+        "deepfloyd_if": "divergen_lib.generation.diffusers_backends:DeepFloydIFGenerator",
+        "diffusers": "divergen_lib.generation.diffusers_backends:DiffusersGenerator",
+    },
+)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class ModelConfig:
     """
 
     name: str
-    backend: Literal["toy", "stable_diffusion", "deepfloyd_if", "diffusers"]
+    backend: Annotated[str, Choice(BACKENDS)]
     path: str | None = None
     batch_size: int = 1
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -85,8 +87,7 @@ def derive_seed(base_seed: int, model: str, category_id: int, prompt_index: int,
 
 def backend_class(name: str) -> type:
     """The class of backend ``name`` (its ``options_cls`` is the dataclass its ``options`` must fit)."""
-    module, _, cls = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return BACKENDS.get(name)
 
 
 def build_generator(model: ModelConfig, device: str = "cpu") -> Generator:

@@ -24,6 +24,7 @@ from ..config import ConfigError, parse_options
 from ..prompts import WHITE_BACKGROUND
 from ..toyworld import Appearance, CategorySpec, load_toyworld
 from ..toyworld.catalog import ATTRIBUTES
+from ..toyworld.layout import ToyWorldLayout
 from ..toyworld.render import render_object
 from .base import GeneratedImage, GenerationRequest, ModelConfig
 
@@ -117,7 +118,7 @@ class ToyGenerator:
 
     def __init__(self, model: ModelConfig, device: str = "cpu") -> None:
         self.options = parse_options(ToyOptions, model.options, f"model {model.name} options")
-        if not (self.options.world / "world.json").is_file():
+        if not ToyWorldLayout(self.options.world).world.is_file():
             raise ConfigError(
                 f"model {model.name}: no toy world at {self.options.world} (build it with the toyworld stage)"
             )

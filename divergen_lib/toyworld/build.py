@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import settings_digest
+from ..config import method_values, settings_digest
 from ..formats import (
     assign_frequencies,
     frequency_thresholds,
@@ -23,12 +23,11 @@ from ..formats import (
 )
 from .catalog import CategorySpec, make_catalog, spec_from_dict, spec_to_dict
 from .config import ToyWorldConfig
+from .layout import SPLITS, ToyWorldLayout
 from .render import render_background, render_object
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val")
-WORLD_FILE = "world.json"
 TOY_LABEL = "TOY WORLD: a procedural stand-in for LVIS v1, not real data"
 PLACEMENT_TRIES = 12
 MIN_VISIBLE_PIXELS = 24
@@ -43,15 +42,23 @@ class ToyWorld:
     extra_categories: list[CategorySpec]
     thresholds: tuple[int, int]
 
+    @property
+    def layout(self) -> ToyWorldLayout:
+        return ToyWorldLayout(self.root)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.root
+
     def json_path(self, split: str) -> Path:
-        return self.root / f"{split}.json"
+        return self.layout.annotations(split)
 
     def image_path(self, file_name: str) -> Path:
         return self.root / file_name
 
     @property
     def extra_categories_path(self) -> Path:
-        return self.root / "extra_categories.json"
+        return self.layout.extra_categories
 
 
 def _seed_sequence(seed: int, *keys: int) -> np.random.Generator:
@@ -191,13 +198,13 @@ def _split_dataset(
 
 
 def _fingerprint(cfg: ToyWorldConfig, seed: int) -> str:
-    return settings_digest(asdict(cfg) | {"force": False}, seed)
+    return settings_digest(replace(cfg, force=False), seed)
 
 
 def load_toyworld(root: str | Path) -> ToyWorld:
     """Open a built toy world from its folder."""
     root = Path(root)
-    meta = read_json(root / WORLD_FILE)
+    meta = read_json(ToyWorldLayout(root).world)
     return ToyWorld(
         root=root,
         categories=[spec_from_dict(d) for d in meta["categories"]],
@@ -215,7 +222,8 @@ def build_toyworld(cfg: ToyWorldConfig, root: str | Path, seed: int = 0) -> ToyW
     """
     root = Path(root)
     fingerprint = _fingerprint(cfg, seed)
-    world_file = root / WORLD_FILE
+    layout = ToyWorldLayout(root)
+    world_file = layout.world
     if world_file.exists() and not cfg.force and read_json(world_file).get("fingerprint") == fingerprint:
         log.info("toy world at %s is up to date", root)
         return load_toyworld(root)
@@ -235,15 +243,15 @@ def build_toyworld(cfg: ToyWorldConfig, root: str | Path, seed: int = 0) -> ToyW
     val = _split_dataset("val", cfg, seed, specs, val_contents, set(), root)
     for cat_val, cat_train in zip(val["categories"], train["categories"], strict=True):
         cat_val.update({k: cat_train[k] for k in ("image_count", "instance_count", "frequency")})
-    write_lvis(train, root / "train.json")
-    write_lvis(val, root / "val.json")
-    write_json([s.to_lvis_category() for s in extras], root / "extra_categories.json")
+    write_lvis(train, layout.annotations("train"))
+    write_lvis(val, layout.annotations("val"))
+    write_json([s.to_lvis_category() for s in extras], layout.extra_categories)
     write_json(
         {
             "label": TOY_LABEL,
             "fingerprint": fingerprint,
             "seed": seed,
-            "config": asdict(cfg),
+            "config": method_values(cfg),
             "frequency_thresholds": list(thresholds),
             "rare_in_train_slice": sorted(specs[i].id for i in narrow),
             "categories": [spec_to_dict(s) for s in specs],

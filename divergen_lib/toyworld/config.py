@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ToyWorldReport:
+    """Figures only (never part of the world's fingerprint): example images shown."""
+
+    examples: int = 8
 
 
 @dataclass(frozen=True)
@@ -24,8 +31,8 @@ class ToyWorldConfig:
     not_exhaustive_prob: float = 0.1
     neg_categories_per_image: int = 3
     clutter_strokes: int = 6
-    examples_in_figure: int = 8
     force: bool = False
+    report: ToyWorldReport = field(default_factory=ToyWorldReport)
 
     def __post_init__(self) -> None:
         from .catalog import N_KINDS

@@ -12,12 +12,16 @@ from .build import TOY_LABEL, ToyWorld, build_toyworld
 
 
 def run(config: Config) -> ToyWorld:
-    """Build (or reuse) ``<output_dir>/toyworld`` and write its figures to ``<output_dir>/figures``."""
+    """Build (or reuse) ``<output_dir>/toyworld``."""
     require_single_process("the toyworld stage")
     section = config.section("toyworld")
     world = build_toyworld(section, config.stage_dir("toyworld"), seed=config.common.seed)
-    save_overview_figures(world, config.common.output_dir / "figures", section.examples_in_figure)
     return world
+
+
+def save_figures(world: ToyWorld, config: Config) -> dict[str, Path]:
+    """The overview figures of the world under ``<output_dir>/figures``."""
+    return save_overview_figures(world, config.figures_dir, config.section("toyworld").report.examples)
 
 
 def save_overview_figures(world: ToyWorld, out_dir: str | Path, n_examples: int = 8) -> dict[str, Path]:

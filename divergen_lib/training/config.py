@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from ..config import DatasetSplit, InputPath, check_name, check_named_list
 from ..paste import PasteConfig
+from ..registry import Choice
+from .engines import ENGINES
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,13 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class TrainingReport:
+    """Figures only: training samples shown with their pasted instances outlined."""
+
+    paste_examples: int = 6
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     """The ``training`` section. ``categories``: the category metadata the pools' indices refer to (targets and
     extras, e.g. ``generation/categories.json``); without it the training json's categories."""
@@ -123,7 +132,7 @@ class TrainingConfig:
     train: DatasetSplit
     val: DatasetSplit
     runs: list[RunSpec] = field(default_factory=list)
-    engine: Literal["torchvision", "detectron2"] = "torchvision"
+    engine: Annotated[str, Choice(ENGINES)] = "torchvision"
     categories: Path | None = None
     model: TorchvisionModel = field(default_factory=TorchvisionModel)
     solver: Solver = field(default_factory=Solver)
@@ -135,13 +144,12 @@ class TrainingConfig:
     num_workers: int = 2
     checkpoint_period: int = 1000
     log_period: int = 20
-    paste_examples: int = 6
+    report: TrainingReport = field(default_factory=TrainingReport)
 
     def __post_init__(self) -> None:
         if self.runs:  # empty when another stage names the runs (the ablation); the train stage refuses it
             check_named_list("training.runs", self.runs)
-        if self.engine == "torchvision" and self.model.frozen_batchnorm and self.model.backbone_weights is None:
-            raise ValueError("model.frozen_batchnorm needs model.backbone_weights: frozen random statistics diverge")
+        ENGINES.get(self.engine).validate(self)
         if self.checkpoint_period < 1 or self.log_period < 1:
             raise ValueError("checkpoint_period and log_period must be >= 1")
 
@@ -151,22 +159,3 @@ class TrainingConfig:
             if spec.name == name:
                 return spec
         raise KeyError(f"no run {name!r} (runs: {', '.join(r.name for r in self.runs)})")
-
-
-# Paths in results: training/<run>/...
-RUN_FILES = {
-    "log": "loss.jsonl",
-    "checkpoint": "last.pth",
-    "final": "model_final.pth",
-    "truncated": "model_final_truncated.pth",
-    "classes": "classes.json",
-    "results": "results_val.json",
-    "metrics": "metrics.json",
-    "energy": "energy.json",
-    "run": "run.json",
-}
-
-
-def run_dir(stage_dir: Path, run: str) -> Path:
-    """Folder of one run."""
-    return stage_dir / run

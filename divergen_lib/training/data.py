@@ -9,7 +9,7 @@ data workers, and a resumed run sees the samples an uninterrupted one would have
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +61,7 @@ class PoolCrops(Sequence[np.ndarray]):
 class PasteSource:
     """What a run pastes: RGBA crops per category id, the area prior, and the paste settings."""
 
-    crops: dict[int, Sequence[np.ndarray]]
+    crops: Mapping[int, Sequence[np.ndarray]]
     prior: dict[int, tuple[float, float]]
     config: PasteConfig
 

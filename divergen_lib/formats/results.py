@@ -9,14 +9,28 @@ detections per image are kept, the highest-scoring ones.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from ..formats import mask_to_rle, read_json, write_json
-from ..formats.errors import FormatError
-from .lvis_metrics import MAX_DETS, top_detections
+from .atomic import read_json, write_json
+from .errors import FormatError
+from .masks import mask_to_rle
+
+MAX_DETS = 300  # LVIS keeps at most 300 detections per image
+
+
+def top_detections(results: Iterable[dict[str, Any]], max_per_image: int = MAX_DETS) -> list[dict[str, Any]]:
+    """Each image's ``max_per_image`` highest-scoring detections (stable for equal scores)."""
+    by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for det in results:
+        by_image[det["image_id"]].append(det)
+    kept = []
+    for dets in by_image.values():
+        kept += sorted(dets, key=lambda d: -d["score"])[:max_per_image]
+    return kept
 
 
 def detections_to_results(

@@ -1,0 +1,57 @@
+"""Parameters of the generation stage (the ``generation`` section of a params file)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import check_named_list
+from ..prompts import PromptConfig
+from .base import ModelConfig
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    """Figures only: how many categories the sample grid shows."""
+
+    figure_categories: int = 6
+
+
+@dataclass(frozen=True)
+class CategorySelection:
+    """Where the categories to generate come from (the ``generation.categories`` section).
+
+    ``toyworld``: a built toy world — its categories, plus its extra kinds when ``include_extra``.
+    ``metadata``: an LVIS json or category-info list of the target categories; ``imagenet_extras`` > 0 adds
+    that many ImageNet-1K classes whose WordNet path similarity to every target is at most ``extra_threshold``
+    (DiverGen: 250 at 0.4). ``ids`` restricts either to a subset.
+    """
+
+    toyworld: Path | None = None
+    metadata: Path | None = None
+    include_extra: bool = True
+    imagenet_extras: int = 0
+    extra_threshold: float = 0.4
+    ids: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.toyworld is None) == (self.metadata is None):
+            raise ValueError("give exactly one of categories.toyworld and categories.metadata")
+        if self.imagenet_extras and self.toyworld is not None:
+            raise ValueError("imagenet_extras needs categories.metadata with WordNet synsets (not the toy world)")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """The ``generation`` section of a params file."""
+
+    categories: CategorySelection
+    models: list[ModelConfig]
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    images_per_category: int = 8
+    report: GenerationReport = field(default_factory=GenerationReport)
+
+    def __post_init__(self) -> None:
+        check_named_list("generation.models", self.models)
+        if self.images_per_category < 1:
+            raise ValueError("images_per_category must be >= 1")

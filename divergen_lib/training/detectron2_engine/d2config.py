@@ -1,0 +1,140 @@
+"""The detectron2 config of a run: a detectron2 yaml (file or model-zoo name), then our settings, then
+``training.detectron2.opts``; and the imports of a detectron2 project (e.g. CenterNet2)."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import detectron2
+import yaml
+from detectron2.config import CfgNode, get_cfg
+
+from ...errors import InputError
+from ..config import Detectron2Settings, TrainingConfig
+
+ENGINE = "detectron2"  # the ``engine`` entry of its checkpoints, and its state folder in a run (RunLayout.engine_dir)
+CLASS_COUNTS_FILE = "class_image_count.json"
+# Classifier size, test score threshold: set in every config section that has the key.
+NUM_CLASSES_KEYS = ("MODEL.ROI_HEADS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES", "MODEL.CENTERNET.NUM_CLASSES")
+SCORE_KEYS = ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", "MODEL.RETINANET.SCORE_THRESH_TEST")
+
+
+def _set_if_present(cfg: CfgNode, key: str, value: Any) -> bool:
+    """Set the dotted ``key`` when the config has it; whether it did."""
+    *parents, leaf = key.split(".")
+    node = cfg
+    for part in parents:
+        node = node.get(part)
+        if not isinstance(node, CfgNode):
+            return False
+    if leaf not in node:
+        return False
+    node[leaf] = value
+    return True
+
+
+def _config_file(name: str) -> Path:
+    """A detectron2 yaml: a file path, else a model-zoo name (looked up in the installed package; detectron2's
+    ``model_zoo.get_config_file`` needs ``pkg_resources``, which recent setuptools no longer ship)."""
+    if Path(name).is_file():
+        return Path(name)
+    zoo = Path(detectron2.__file__).parent / "model_zoo" / "configs" / name
+    if zoo.is_file():
+        return zoo
+    raise InputError(f"training.detectron2.config_file: {name!r} is neither a file nor a detectron2 model-zoo config")
+
+
+def import_project(settings: Detectron2Settings, d2: CfgNode | None = None) -> None:
+    """Import ``settings.project_modules`` (registering a project's architectures, e.g. CenterNet2's) and, given
+    a config, call their ``module:function`` entries on it (e.g. ``centernet.config:add_centernet_config``)."""
+    for entry in settings.project_modules:
+        name, _, function = entry.partition(":")
+        try:
+            module = importlib.import_module(name)
+        except ImportError as err:
+            raise InputError(
+                f"training.detectron2.project_modules: cannot import {name!r} ({err}); put the project on PYTHONPATH"
+            ) from None
+        if function and d2 is not None:
+            if not callable(getattr(module, function, None)):
+                raise InputError(f"training.detectron2.project_modules: {name} has no function {function!r}")
+            getattr(module, function)(d2)
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """What only training sets: the registered dataset, where detectron2 writes, the seed."""
+
+    dataset: str
+    state_dir: Path
+    seed: int
+
+
+def build_config(cfg: TrainingConfig, num_classes: int, device: str, train: TrainSetup | None = None) -> CfgNode:
+    """The detectron2 config of a run: the config file (extra keys allowed), then our settings, then
+    ``training.detectron2.opts``, which win. Without ``train``, an inference config (no federated loss)."""
+    d2 = get_cfg()
+    import_project(cfg.detectron2, d2)
+    d2.set_new_allowed(True)
+    try:  # detectron2 would fall back to yaml.unsafe_load, which runs python tags
+        d2.merge_from_file(str(_config_file(cfg.detectron2.config_file)), allow_unsafe=False)
+    except (OSError, KeyError, ValueError, AssertionError, yaml.YAMLError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"training.detectron2.config_file {cfg.detectron2.config_file}: {reason}") from None
+    for key in NUM_CLASSES_KEYS:
+        _set_if_present(d2, key, num_classes)
+    for key in SCORE_KEYS:
+        _set_if_present(d2, key, cfg.test.score_threshold)
+    d2.TEST.DETECTIONS_PER_IMAGE = cfg.test.max_detections
+    d2.MODEL.DEVICE = device
+    if train is not None:
+        _set_training(d2, cfg, train)
+    try:
+        d2.merge_from_list(list(cfg.detectron2.opts))
+    except (KeyError, ValueError, AssertionError) as err:
+        raise InputError(f"training.detectron2.opts: {err}") from None
+    if train is None:
+        _set_if_present(d2, "MODEL.ROI_BOX_HEAD.USE_FED_LOSS", False)
+    elif "://" in d2.MODEL.WEIGHTS and not cfg.detectron2.allow_download:
+        raise InputError(
+            f"training.detectron2: MODEL.WEIGHTS {d2.MODEL.WEIGHTS} would be downloaded and downloads are off; set "
+            "training.detectron2.allow_download: true, or give a local file: opts: [MODEL.WEIGHTS, /path/to/file]"
+        )
+    d2.freeze()
+    return d2
+
+
+def _set_training(d2: CfgNode, cfg: TrainingConfig, train: TrainSetup) -> None:
+    solver = cfg.solver
+    d2.SOLVER.IMS_PER_BATCH = solver.batch_size
+    d2.SOLVER.BASE_LR = solver.lr
+    d2.SOLVER.MAX_ITER = solver.iterations
+    d2.SOLVER.WARMUP_ITERS = solver.warmup_iterations
+    d2.SOLVER.WARMUP_FACTOR = solver.warmup_factor
+    d2.SOLVER.LR_SCHEDULER_NAME = "WarmupCosineLR" if solver.schedule == "cosine" else "WarmupMultiStepLR"
+    d2.SOLVER.STEPS = tuple(int(f * solver.iterations) for f in solver.steps)
+    d2.SOLVER.OPTIMIZER = solver.optimizer.upper()  # Detic/CenterNet2's key; read by Trainer.build_optimizer
+    d2.SOLVER.MOMENTUM = solver.momentum
+    d2.SOLVER.WEIGHT_DECAY = solver.weight_decay
+    d2.SOLVER.CLIP_GRADIENTS.ENABLED = bool(solver.grad_clip)
+    if solver.grad_clip:
+        d2.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "value"
+        d2.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = solver.grad_clip
+    d2.SOLVER.AMP.ENABLED = solver.amp and d2.MODEL.DEVICE.startswith("cuda")
+    d2.SOLVER.CHECKPOINT_PERIOD = cfg.checkpoint_period
+    threshold = cfg.repeat_factor_threshold
+    d2.DATALOADER.SAMPLER_TRAIN = "RepeatFactorTrainingSampler" if threshold else "TrainingSampler"
+    d2.DATALOADER.REPEAT_THRESHOLD = threshold or 0.0
+    d2.DATALOADER.NUM_WORKERS = cfg.num_workers
+    d2.DATASETS.TRAIN = (train.dataset,)
+    d2.DATASETS.TEST = ()  # evaluation is the evaluation stage's job
+    d2.TEST.EVAL_PERIOD = 0
+    federated = cfg.detectron2.federated_loss
+    if _set_if_present(d2, "MODEL.ROI_BOX_HEAD.USE_FED_LOSS", federated) and federated:
+        _set_if_present(d2, "MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE", True)  # detectron2's federated loss needs it
+        _set_if_present(d2, "MODEL.ROI_BOX_HEAD.CAT_FREQ_PATH", str(train.state_dir / CLASS_COUNTS_FILE))  # Detic
+    d2.OUTPUT_DIR = str(train.state_dir)
+    d2.SEED = train.seed

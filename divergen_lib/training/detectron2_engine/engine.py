@@ -1,0 +1,91 @@
+"""The detectron2 engine as a plug-in of :data:`~divergen_lib.training.engines.ENGINES` (imports no detectron2 or
+torch until it trains, predicts or checks its config)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...errors import InputError
+from ...preflight import Check, package_checks, path_checks
+from ..engine import ClassLayer, Detector
+
+if TYPE_CHECKING:
+    from ..config import TrainingConfig
+    from ..layout import RunLayout
+    from ..run import RunInputs, RunOutput
+
+INSTALL = "pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'"
+
+
+def require_detectron2() -> None:
+    """One clear line when detectron2 is not installed."""
+    try:
+        import detectron2  # noqa: F401
+    except ImportError as err:
+        raise InputError(
+            f"training.engine: detectron2 needs detectron2, which cannot be imported ({err}). Install it from source "
+            f"after torch: {INSTALL} (see detectron2's INSTALL.md), or use engine: torchvision"
+        ) from None
+
+
+class Detectron2Engine:
+    """detectron2 R-CNNs: background as the last class row, per-class box deltas and mask logits unless configured
+    class-agnostic, and a federated-loss weight per class (``fed_loss_cls_weights``, Detic/DiverGen: ``freq_weight``);
+    cascades (CenterNet2) have one box predictor per stage."""
+
+    name = "detectron2"
+    background_first = False
+    class_layers = (
+        ClassLayer(re.compile(r"roi_heads\.box_predictor(\.\d+)?\.cls_score\.(weight|bias)$"), 1, True),
+        ClassLayer(re.compile(r"roi_heads\.box_predictor(\.\d+)?\.bbox_pred\.(weight|bias)$"), 4, False),
+        ClassLayer(re.compile(r"roi_heads\.mask_head\.predictor\.(weight|bias)$"), 1, False),
+        ClassLayer(re.compile(r"roi_heads\.box_predictor(\.\d+)?\.(fed_loss_cls_weights|freq_weight)$"), 1, False),
+    )
+
+    def validate(self, cfg: TrainingConfig) -> None:
+        """Every setting is checked when detectron2 builds the config (preflight and training)."""
+
+    def required_inputs(self, cfg: TrainingConfig) -> Iterator[Check]:
+        yield from package_checks("detectron2", "detectron2", INSTALL)
+        for module in cfg.detectron2.project_modules:
+            name = module.partition(":")[0]
+            how = "put the project's folder on PYTHONPATH"
+            yield from package_checks(name, f"detectron2 project module {name}", how)
+        if importlib.util.find_spec("detectron2") is None:
+            return
+        from .d2config import build_config
+
+        try:
+            weights = build_config(cfg, 1, "cpu").MODEL.WEIGHTS
+        except InputError as err:
+            yield Check("detectron2 config", cfg.detectron2.config_file, str(err), False)
+            return
+        yield from _weights_checks(weights, cfg.detectron2.allow_download)
+
+    def train(self, cfg: TrainingConfig, inputs: RunInputs, run: RunLayout, device: str) -> Path:
+        require_detectron2()
+        from .trainer import train
+
+        return train(cfg, inputs, run, device)
+
+    def load_detector(self, run: RunOutput, device: str) -> Detector:
+        require_detectron2()
+        from .inference import Detectron2Detector
+
+        return Detectron2Detector(run, device)
+
+
+def _weights_checks(weights: str, allow_download: bool) -> Iterator[Check]:
+    """``MODEL.WEIGHTS``: a local file, or a URL that training may fetch only with ``allow_download``."""
+    if "://" not in weights:
+        yield from path_checks(weights or None, "detectron2 MODEL.WEIGHTS", "a local .pkl/.pth checkpoint")
+        return
+    how = "set training.detectron2.allow_download: true, or download it and set opts: [MODEL.WEIGHTS, /local/file]"
+    yield Check("detectron2 MODEL.WEIGHTS (a download)", weights, how, allow_download)
+
+
+ENGINE = Detectron2Engine()

@@ -1,0 +1,140 @@
+"""Prediction with a detectron2-engine checkpoint: LVIS results and box-head logits."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode
+from detectron2.data.detection_utils import convert_PIL_to_numpy
+from detectron2.data.transforms import ResizeShortestEdge
+from detectron2.modeling import GeneralizedRCNN, build_model
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import Boxes
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ...distributed import resolve_device
+from ...errors import InputError
+from ...formats import image_file, read_image
+from ...formats.results import detections_to_results
+from ..checkpoints import load_checkpoint
+from ..classes import ClassMap
+from ..config import TestSettings, TrainingConfig
+from ..run import RunOutput
+from .d2config import ENGINE, build_config
+
+# Federated-loss class weights (detectron2, Detic/DiverGen): training-only buffers, not needed for inference.
+_FED_LOSS_WEIGHTS = re.compile(r"\.(fed_loss_cls_weights|freq_weight)$")
+
+
+def _test_input(image: np.ndarray, d2: CfgNode) -> tuple[dict[str, Any], Any]:
+    """An RGB image as the model's test input (resized by ``INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST``, in
+    ``INPUT.FORMAT``) and the resize transform."""
+    resize = ResizeShortestEdge(d2.INPUT.MIN_SIZE_TEST, d2.INPUT.MAX_SIZE_TEST).get_transform(image)
+    resized = convert_PIL_to_numpy(Image.fromarray(resize.apply_image(image)), d2.INPUT.FORMAT)
+    tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
+    return {"image": tensor, "height": image.shape[0], "width": image.shape[1]}, resize
+
+
+def load_model(
+    checkpoint: str | Path, cfg: TrainingConfig, classes: ClassMap, device: str = "auto"
+) -> tuple[torch.nn.Module, CfgNode]:
+    """A detectron2-engine checkpoint as an eval-mode model for ``classes`` (EMA weights when present; a
+    truncated checkpoint needs the truncated class map) and its inference config."""
+    ckpt = load_checkpoint(checkpoint)
+    if ckpt.get("engine") != ENGINE:
+        raise InputError(f"{checkpoint}: not a detectron2-engine checkpoint of this project")
+    stored = ClassMap.from_json(ckpt["classes"]).category_ids if "classes" in ckpt else classes.category_ids
+    if stored != classes.category_ids:
+        raise InputError(f"{checkpoint}: trained for {len(stored)} categories, not the {classes.num_classes} given")
+    d2 = build_config(cfg, classes.num_classes, resolve_device(device))
+    model = build_model(d2)
+    if not isinstance(model, GeneralizedRCNN):
+        raise InputError(f"training.detectron2.config_file: an R-CNN is needed, not {type(model).__name__}")
+    weights = ckpt["model_ema"] if "model_ema" in ckpt else ckpt["model"]
+    try:
+        model.load_state_dict({k: v for k, v in weights.items() if not _FED_LOSS_WEIGHTS.search(k)})
+    except RuntimeError as err:
+        raise InputError(
+            f"{checkpoint}: weights do not fit the configured model ({str(err).splitlines()[0]})"
+        ) from None
+    return model.eval(), d2
+
+
+@torch.no_grad()
+def predict_images(
+    model: GeneralizedRCNN,
+    d2: CfgNode,
+    classes: ClassMap,
+    images: list[dict[str, Any]],
+    image_root: str | Path,
+    test: TestSettings,
+) -> list[dict[str, Any]]:
+    """LVIS results (dataset category ids, boxes, RLE masks, at most ``test.max_detections`` per image)."""
+    ids = np.asarray(classes.category_ids)
+    results: list[dict[str, Any]] = []
+    for start in tqdm(range(0, len(images), test.batch_size), desc="predict", unit="batch"):
+        batch = images[start : start + test.batch_size]
+        inputs = [_test_input(read_image(image_file(img, image_root)), d2)[0] for img in batch]
+        for img, given, out in zip(batch, inputs, model.inference(inputs, do_postprocess=False), strict=True):
+            out = detector_postprocess(out, given["height"], given["width"], test.mask_threshold).to("cpu")
+            results += detections_to_results(
+                img["id"],
+                out.pred_boxes.tensor.numpy(),
+                out.scores.numpy(),
+                ids[out.pred_classes.numpy()],
+                out.pred_masks.numpy() if out.has("pred_masks") else None,
+                test.max_detections,
+            )
+    return results
+
+
+def predict(
+    checkpoint: str | Path,
+    cfg: TrainingConfig,
+    classes: ClassMap,
+    images: list[dict[str, Any]],
+    image_root: str | Path,
+    device: str = "auto",
+) -> list[dict[str, Any]]:
+    """:func:`predict_images` of a detectron2-engine checkpoint for ``classes``."""
+    model, d2 = load_model(checkpoint, cfg, classes, device)
+    return predict_images(model, d2, classes, images, image_root, cfg.test)
+
+
+@torch.no_grad()
+def box_logits(model: GeneralizedRCNN, d2: CfgNode, image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
+    """Foreground class logits (N×C, background dropped) of the box head at given boxes of one RGB image; a
+    cascade's stages are averaged."""
+    given, resize = _test_input(image, d2)
+    features = model.backbone(model.preprocess_image([given]).tensor)
+    heads = model.roi_heads
+    boxes = Boxes(torch.as_tensor(resize.apply_box(np.asarray(boxes_xyxy, np.float32).reshape(-1, 4))))
+    pooled = heads.box_pooler([features[f] for f in heads.box_in_features], [boxes.to(model.device)])
+    stages = (
+        zip(heads.box_head, heads.box_predictor, strict=True)
+        if isinstance(heads.box_head, torch.nn.ModuleList)
+        else [(heads.box_head, heads.box_predictor)]
+    )
+    logits = torch.stack([predictor(head(pooled))[0] for head, predictor in stages]).mean(0)
+    return logits[:, :-1].float().cpu().numpy()
+
+
+class Detectron2Detector:
+    """A finished detectron2-engine run as an evaluation detector: its evaluation checkpoint (truncated when it
+    had extra classes; EMA weights when present)."""
+
+    def __init__(self, run: RunOutput, device: str) -> None:
+        self.classes = run.classes.truncated() if run.classes.has_extras else run.classes
+        self.test = run.config.test
+        self.model, self.d2 = load_model(run.eval_checkpoint, run.config, self.classes, device)
+
+    def predict(self, images: list[dict[str, Any]], image_root: str | Path) -> list[dict[str, Any]]:
+        return predict_images(self.model, self.d2, self.classes, images, image_root, self.test)
+
+    def box_logits(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
+        return box_logits(self.model, self.d2, image, boxes_xyxy)
