@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .config import load_config
 from .preflight import Missing, preflight, report
+from .stages import stage_of_notebook
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
@@ -69,9 +70,15 @@ def _describe_failure(job: NotebookJob, err: Exception, root: Path) -> str:
     count = getattr(err, "exec_count", None)
     where = f"cell {cell}" + (f" (execution count {count})" if count is not None else "") if cell is not None else "?"
     what = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', err)}"
-    return (
+    message = (
         f"FAILED {job.notebook.relative_to(root)} at {where}: {what}\n  executed copy with the traceback: {job.output}"
     )
+    stage = stage_of_notebook(job.notebook.stem)
+    if stage is not None:
+        sets = "".join(f" --set {o}" for o in job.overrides)
+        command = f"python -m divergen_lib {stage.verb} --params {job.params.relative_to(root)}{sets}"
+        message += f"\n  the same stage without the notebook: {command}"
+    return message
 
 
 def check_inputs(jobs: list[NotebookJob], root: Path = REPO_ROOT) -> list[Missing]:

@@ -98,3 +98,8 @@ SECTIONS: Registry[type] = Registry("params section", {STAGES.get(v).section: ST
 def stage_of_section(section: str) -> Stage:
     """The stage whose params section is ``section``."""
     return next(STAGES.get(verb) for verb in STAGES if STAGES.get(verb).section == section)
+
+
+def stage_of_notebook(stem: str) -> Stage | None:
+    """The stage notebook ``stem`` (e.g. ``02_generation``) runs, if it is a registered one."""
+    return next((STAGES.get(verb) for verb in STAGES if STAGES.get(verb).notebook == stem), None)

@@ -9,7 +9,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from divergen_lib.stages import SECTIONS, STAGES
+from divergen_lib.stages import SECTIONS, STAGES, stage_of_notebook, stage_of_section
 
 from .conftest import REPO_ROOT
 
@@ -245,6 +245,7 @@ def test_every_stage_record_resolves():
             if target is not None:
                 assert callable(load_target(target)), f"{verb}: {target}"
         assert stage.section in SECTIONS and (REPO_ROOT / "notebooks" / f"{stage.notebook}.ipynb").is_file()
+        assert stage_of_notebook(stage.notebook) is stage and stage_of_section(stage.section) is stage
 
 
 def test_the_layering_test_sees_a_violation(tmp_path, monkeypatch):
