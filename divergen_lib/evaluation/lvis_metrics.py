@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,6 +75,10 @@ def _faster_coco_eval(gt_json_path: str, results: list[dict[str, Any]], iou_type
     from faster_coco_eval import COCO, COCOeval_faster
 
     gt = COCO(gt_json_path)
+    evaluated = _evaluated_detections(gt.dataset, results)
+    if not evaluated:  # nothing to match: the reference API's numbers (it takes no time then)
+        return _lvis_api(gt_json_path, results, iou_type)
+    results = evaluated
     evaluator = COCOeval_faster(gt, gt.loadRes(results), iou_type, lvis_style=True, print_function=log.debug)
     evaluator.params.maxDets = [MAX_DETS]
     evaluator.evaluate()
@@ -82,6 +87,24 @@ def _faster_coco_eval(gt_json_path: str, results: list[dict[str, Any]], iou_type
     stats = evaluator.stats_as_dict
     metrics = {k: float(stats[_FAST_KEYS[k]]) for k in METRICS}
     return LvisEvaluation(metrics, _per_category(evaluator.eval["precision"], evaluator.params.catIds))
+
+
+def _evaluated_detections(dataset: dict[str, Any], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The detections LVIS evaluates: those whose category is annotated in their image or listed among its
+    ``neg_category_ids`` (the lvis-api's ``LVISEval._prepare`` ignores every other one, after the per-image cap).
+
+    faster-coco-eval 1.7.2 drops the others too, but only after asking for their image's size, which it records
+    only for images with a kept detection or a ground-truth instance; an image holding nothing but ignored
+    detections then raises ``IndexError: unordered_map::at`` in ``calculateRleForAllAnnotations`` (segm only).
+    Minimal reproduction: ground truth with one image ``{"id": 1, "neg_category_ids": [], ...}`` and no
+    annotation in it, one segm detection on image 1 of any category, ``COCOeval_faster(gt, gt.loadRes(dets),
+    "segm", lvis_style=True).evaluate()``. Dropping them first gives the same metric and avoids the lookup."""
+    positive: dict[int, set[int]] = defaultdict(set)
+    for ann in dataset.get("annotations", []):
+        positive[ann["image_id"]].add(ann["category_id"])
+    for img in dataset.get("images", []):
+        positive[img["id"]].update(img.get("neg_category_ids", []))
+    return [d for d in results if d["category_id"] in positive.get(d["image_id"], ())]
 
 
 def evaluate_lvis(
