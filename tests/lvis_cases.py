@@ -2,100 +2,105 @@
 images without any positive annotation, negative and not-exhaustive categories, a category without ground truth,
 images with more than 300 detections, one-pixel to whole-image boxes and masks touching the borders, tied scores."""
 
-import json
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 from pycocotools import mask as mask_utils
 
 
-def polygon(rng, w, h):
+def _polygon(rng: np.random.Generator, w: int, h: int) -> list[float]:
     cx, cy = rng.uniform(0, w), rng.uniform(0, h)
     r = rng.uniform(2, max(3, min(w, h) / 2))
-    n = int(rng.integers(3, 8))
-    ang = np.sort(rng.uniform(0, 2 * np.pi, n))
-    xs = np.clip(cx + r * np.cos(ang), 0, w)
-    ys = np.clip(cy + r * np.sin(ang), 0, h)
-    return [float(v) for xy in zip(xs, ys) for v in xy]
+    angles = np.sort(rng.uniform(0, 2 * np.pi, int(rng.integers(3, 8))))
+    xs, ys = np.clip(cx + r * np.cos(angles), 0, w), np.clip(cy + r * np.sin(angles), 0, h)
+    return [float(v) for xy in zip(xs, ys, strict=True) for v in xy]
 
 
-def make_case(seed, n_images=12, n_cats=8):
-    rng = np.random.default_rng(seed)
-    cats = [
-        {
-            "id": int(i),
-            "name": f"c{i}",
-            "frequency": "rcf"[i % 3],
-            "synonyms": [f"c{i}"],
-            "image_count": 1,
-            "instance_count": 1,
-            "def": "",
-            "synset": f"c{i}.n.01",
-        }
-        for i in range(1, n_cats + 1)
-    ]
-    images, anns = [], []
-    aid = 1
-    for iid in range(1, n_images + 1):
-        w, h = int(rng.integers(20, 120)), int(rng.integers(20, 120))
-        positive = (
-            [] if rng.random() < 0.3 else list(rng.choice(n_cats - 1, size=int(rng.integers(1, 4)), replace=False) + 1)
-        )
-        for cid in positive:
-            for _ in range(int(rng.integers(1, 4))):
-                if rng.random() < 0.5:
-                    seg = [polygon(rng, w, h)]
-                    rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-                else:
-                    m = np.zeros((h, w), np.uint8)
-                    x0, y0 = int(rng.integers(0, w - 1)), int(rng.integers(0, h - 1))
-                    m[y0 : y0 + int(rng.integers(1, h)), x0 : x0 + int(rng.integers(1, w))] = 1
-                    rle = mask_utils.encode(np.asfortranarray(m))
-                    seg = {"size": [h, w], "counts": rle["counts"].decode()}
-                area = float(mask_utils.area(rle))
-                if area < 1:
-                    continue
+def _rectangle(rng: np.random.Generator, w: int, h: int) -> dict[str, Any]:
+    """A compressed RLE of a random rectangle (clipped at the borders), 1 pixel up to the whole image."""
+    mask = np.zeros((h, w), np.uint8)
+    x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
+    mask[y0 : y0 + int(rng.integers(1, h + 1)), x0 : x0 + int(rng.integers(1, w + 1))] = 1
+    return mask_utils.encode(np.asfortranarray(mask))
+
+
+def _category(i: int) -> dict[str, Any]:
+    return {
+        "id": i,
+        "name": f"c{i}",
+        "synonyms": [f"c{i}"],
+        "synset": f"c{i}.n.01",
+        "def": "",
+        "frequency": "rcf"[i % 3],
+        "image_count": 1,
+        "instance_count": 1,
+    }
+
+
+def _annotations(rng, image_id, w, h, categories, next_id):
+    """Ground truth of one image: 1-3 instances of each category in ``categories``, polygons or RLE."""
+    anns = []
+    for cid in categories:
+        for _ in range(int(rng.integers(1, 4))):
+            if rng.random() < 0.5:
+                segmentation: Any = [_polygon(rng, w, h)]
+                rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, h, w))
+            else:
+                rle = _rectangle(rng, w, h)
+                segmentation = {"size": [h, w], "counts": rle["counts"].decode()}
+            area = float(mask_utils.area(rle))
+            if area >= 1:
                 bbox = [float(v) for v in mask_utils.toBbox(rle)]
                 anns.append(
                     {
-                        "id": aid,
-                        "image_id": iid,
+                        "id": next_id + len(anns),
+                        "image_id": image_id,
                         "category_id": int(cid),
-                        "segmentation": seg,
+                        "segmentation": segmentation,
                         "area": area,
                         "bbox": bbox,
                     }
                 )
-                aid += 1
+    return anns
+
+
+def make_case(seed: int, n_images: int = 12, n_cats: int = 8) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """An LVIS ground-truth dict and a results list; category ``n_cats`` never has ground truth."""
+    rng = np.random.default_rng(seed)
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    for image_id in range(1, n_images + 1):
+        w, h = int(rng.integers(20, 120)), int(rng.integers(20, 120))
+        count = 0 if rng.random() < 0.3 else int(rng.integers(1, 4))
+        positive = [int(c) for c in rng.choice(n_cats - 1, size=count, replace=False) + 1]
+        anns += _annotations(rng, image_id, w, h, positive, len(anns) + 1)
         others = [c for c in range(1, n_cats + 1) if c not in positive]
         rng.shuffle(others)
-        neg = [int(c) for c in others[:2]]
-        ne = [int(c) for c in positive[:1]] if rng.random() < 0.5 else []
         images.append(
             {
-                "id": iid,
+                "id": image_id,
                 "width": w,
                 "height": h,
-                "file_name": f"{iid}.jpg",
-                "neg_category_ids": neg,
-                "not_exhaustive_category_ids": ne,
+                "file_name": f"{image_id}.jpg",
+                "neg_category_ids": [int(c) for c in others[:2]],
+                "not_exhaustive_category_ids": positive[:1] if rng.random() < 0.5 else [],
             }
         )
-    gt = {"images": images, "annotations": anns, "categories": cats, "info": {}, "licenses": []}
     results = []
     for img in images:
         w, h = img["width"], img["height"]
-        n = int(rng.integers(0, 400 if rng.random() < 0.2 else 20))
-        for _ in range(n):
-            m = np.zeros((h, w), np.uint8)
-            x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
-            m[y0 : y0 + int(rng.integers(1, h + 1)), x0 : x0 + int(rng.integers(1, w + 1))] = 1
-            rle = mask_utils.encode(np.asfortranarray(m))
+        for _ in range(int(rng.integers(0, 400 if rng.random() < 0.2 else 20))):
+            rle = _rectangle(rng, w, h)
             results.append(
                 {
                     "image_id": img["id"],
                     "category_id": int(rng.integers(1, n_cats + 1)),
-                    "score": float(np.round(rng.random(), 2)),
+                    "score": float(np.round(rng.random(), 2)),  # ties
                     "bbox": [float(v) for v in mask_utils.toBbox(rle)],
                     "segmentation": {"size": [h, w], "counts": rle["counts"].decode()},
                 }
             )
-    return gt, results
+    gt = {"images": images, "annotations": anns, "categories": [_category(i) for i in range(1, n_cats + 1)]}
+    return {**gt, "info": {}, "licenses": []}, results
