@@ -140,3 +140,41 @@ def test_the_library_alone_crashes_on_images_with_only_ignored_detections(tmp_pa
     with pytest.raises(IndexError, match="unordered_map"):
         COCOeval_faster(coco, coco.loadRes(top_detections(results)), "segm", lvis_style=True).evaluate()
     _oracle_agreement(tmp_path, 1, "segm")
+
+
+BAD_ENTRIES = [
+    ("score NaN", {"score": float("nan")}, r"results\[3\]: score nan is not a finite number"),
+    ("score Inf", {"score": float("inf")}, r"results\[3\]: score inf is not a finite number"),
+    ("negative width", {"bbox": [1.0, 1.0, -2.0, 3.0]}, r"results\[3\]: bbox .* negative width"),
+    ("NaN box", {"bbox": [1.0, float("nan"), 2.0, 3.0]}, r"results\[3\]: bbox .* not four finite numbers"),
+    ("short box", {"bbox": [1.0, 2.0]}, r"results\[3\]: bbox .* not four finite numbers"),
+    ("unknown image", {"image_id": 10**9}, r"results\[3\]: image_id 1000000000 is not an image of the ground truth"),
+    ("unknown category", {"category_id": 999}, r"results\[3\]: category_id 999 is not a category of the ground"),
+    ("string id", {"image_id": "1"}, r"results\[3\]: image_id '1' is not an integer"),
+    ("string score", {"score": "0.5"}, r"results\[3\]: score '0.5' is not a finite number"),
+    ("no segmentation", {"segmentation": None}, r"results\[3\]: no RLE segmentation"),
+]
+
+
+@pytest.mark.parametrize("backend", ["fast", "lvis"])
+@pytest.mark.parametrize(("what", "change", "message"), BAD_ENTRIES, ids=[b[0] for b in BAD_ENTRIES])
+def test_malformed_results_are_one_line_naming_the_entry(tmp_path, backend, what, change, message):
+    import json
+
+    from divergen_lib.formats import FormatError
+
+    from .lvis_cases import make_case
+
+    gt, results = make_case(2)
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    results[3] = {**results[3], **change}
+    with pytest.raises(FormatError, match=message):
+        evaluate_lvis_detailed(path, results, "segm", backend=backend)
+
+
+def test_a_non_mapping_entry_is_named_too(tmp_path):
+    from divergen_lib.formats import FormatError
+
+    with pytest.raises(FormatError, match=r"results\[0\]: not a mapping but list"):
+        evaluate_lvis_detailed(tmp_path / "unused.json", [[1, 2, 3]], "bbox")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..formats import MAX_DETS, top_detections
+from ..formats import MAX_DETS, check_results, top_detections
 
 log = logging.getLogger(__name__)
 
@@ -60,24 +60,30 @@ def _per_category(precision: np.ndarray, category_ids: Iterable[int]) -> dict[in
     return out
 
 
-def _lvis_api(gt_json_path: str, results: list[dict[str, Any]], iou_type: str) -> LvisEvaluation:
+def _lvis_api(
+    gt_json_path: str, results: list[dict[str, Any]], iou_type: str, given: list[dict[str, Any]]
+) -> LvisEvaluation:
     from lvis import LVIS, LVISEval, LVISResults
 
     with _numpy_float_alias():
         gt = LVIS(gt_json_path)
+        _check_ids(given, gt.dataset, iou_type)
         evaluator = LVISEval(gt, LVISResults(gt, results, max_dets=MAX_DETS), iou_type)
         evaluator.run()
     metrics = {k: float(evaluator.results[k]) for k in METRICS}
     return LvisEvaluation(metrics, _per_category(evaluator.eval["precision"], evaluator.params.cat_ids))
 
 
-def _faster_coco_eval(gt_json_path: str, results: list[dict[str, Any]], iou_type: str) -> LvisEvaluation:
+def _faster_coco_eval(
+    gt_json_path: str, results: list[dict[str, Any]], iou_type: str, given: list[dict[str, Any]]
+) -> LvisEvaluation:
     from faster_coco_eval import COCO, COCOeval_faster
 
     gt = COCO(gt_json_path)
+    _check_ids(given, gt.dataset, iou_type)
     evaluated = _evaluated_detections(gt.dataset, results)
     if not evaluated:  # nothing to match: the reference API's numbers (it takes no time then)
-        return _lvis_api(gt_json_path, results, iou_type)
+        return _lvis_api(gt_json_path, results, iou_type, given)
     results = evaluated
     evaluator = COCOeval_faster(gt, gt.loadRes(results), iou_type, lvis_style=True, print_function=log.debug)
     evaluator.params.maxDets = [MAX_DETS]
@@ -87,6 +93,13 @@ def _faster_coco_eval(gt_json_path: str, results: list[dict[str, Any]], iou_type
     stats = evaluator.stats_as_dict
     metrics = {k: float(stats[_FAST_KEYS[k]]) for k in METRICS}
     return LvisEvaluation(metrics, _per_category(evaluator.eval["precision"], evaluator.params.catIds))
+
+
+def _check_ids(given: list[dict[str, Any]], dataset: dict[str, Any], iou_type: str) -> None:
+    """Every given detection names an image and a category of the ground truth (the first that does not is named
+    by its index in what the caller gave)."""
+    images = (img["id"] for img in dataset.get("images", []))
+    check_results(given, iou_type, images, (c["id"] for c in dataset.get("categories", [])))
 
 
 def _evaluated_detections(dataset: dict[str, Any], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -127,9 +140,12 @@ def evaluate_lvis_detailed(
     iou_type: Literal["bbox", "segm"],
     backend: Literal["fast", "lvis"] = "fast",
 ) -> LvisEvaluation:
-    """:func:`evaluate_lvis` plus each category's AP (IoU 0.5:0.95, all areas)."""
-    dets = [dict(d) for d in top_detections(results)]  # the APIs add keys to each dict; nested values are only read
+    """:func:`evaluate_lvis` plus each category's AP (IoU 0.5:0.95, all areas). Malformed results raise
+    FormatError naming the first bad entry (see :func:`~divergen_lib.formats.check_results`)."""
+    given = results if isinstance(results, list) else list(results)
+    check_results(given, iou_type)
+    dets = [dict(d) for d in top_detections(given)]  # the APIs add keys to each dict; nested values are only read
     if not dets:
         return LvisEvaluation(dict.fromkeys(METRICS, -1.0), {})
     evaluate = _lvis_api if backend == "lvis" else _faster_coco_eval
-    return evaluate(str(gt_json_path), dets, iou_type)
+    return evaluate(str(gt_json_path), dets, iou_type, given)

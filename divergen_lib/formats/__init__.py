@@ -33,7 +33,7 @@ from .lvis_json import (
 )
 from .manifest import append_row, read_manifest, write_manifest
 from .masks import mask_bbox, mask_to_rle, rle_area, rle_bbox, rle_to_mask, segmentation_to_rle
-from .results import MAX_DETS, detections_to_results, read_results, top_detections, write_results
+from .results import MAX_DETS, check_results, detections_to_results, read_results, top_detections, write_results
 
 __all__ = [
     "MAX_DETS",
@@ -48,6 +48,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "category_index",
+    "check_results",
     "detections_to_results",
     "encode_png",
     "frequency_of",

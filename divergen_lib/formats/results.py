@@ -8,6 +8,7 @@ detections per image are kept, the highest-scoring ones.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -75,3 +76,52 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not isinstance(data, list) or any(not isinstance(d, dict) or not keys <= d.keys() for d in data):
         raise FormatError(f"{path}: expected a list of detections with {', '.join(sorted(keys))}")
     return data
+
+
+def _entry_problem(det: Any, images: set[int] | None, categories: set[int] | None, needs_mask: bool) -> str | None:
+    """What is wrong with one results entry, or None (ids are checked when the ground truth's are given)."""
+    if not isinstance(det, dict):
+        return f"not a mapping but {type(det).__name__}"
+    for key in ("image_id", "category_id", "score", "bbox"):
+        if key not in det:
+            return f"no {key!r}"
+    for key, known, what in (("image_id", images, "an image"), ("category_id", categories, "a category")):
+        value = det[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"{key} {value!r} is not an integer"
+        if known is not None and value not in known:
+            return f"{key} {value} is not {what} of the ground truth"
+    if not _finite(det["score"]):
+        return f"score {det['score']!r} is not a finite number"
+    box = det["bbox"]
+    if not isinstance(box, list | tuple) or len(box) != 4 or not all(_finite(v) for v in box):
+        return f"bbox {box!r} is not four finite numbers [x, y, w, h]"
+    if box[2] < 0 or box[3] < 0:
+        return f"bbox {box!r} has a negative width or height"
+    if needs_mask:
+        rle = det.get("segmentation")
+        if not isinstance(rle, dict) or not {"size", "counts"} <= rle.keys():
+            return "no RLE segmentation ({'size': [h, w], 'counts': ...}), which segm evaluation needs"
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def check_results(
+    results: Sequence[Any],
+    iou_type: str,
+    images: Iterable[int] | None = None,
+    categories: Iterable[int] | None = None,
+    source: str = "results",
+) -> None:
+    """Raise FormatError naming the first malformed entry of ``results`` and its index: a missing key, a NaN/Inf
+    score, a NaN/Inf/negative-size box, no RLE for ``segm``, and (given the ground truth's ids) an unknown image
+    or category."""
+    image_set = None if images is None else set(images)
+    category_set = None if categories is None else set(categories)
+    for index, det in enumerate(results):
+        problem = _entry_problem(det, image_set, category_set, iou_type == "segm")
+        if problem is not None:
+            raise FormatError(f"{source}[{index}]: {problem}")
