@@ -1,7 +1,7 @@
 """Command line: ``python -m divergen_lib <stage> --params FILE [--set key=value ...]``.
 
 Stages call the same library functions as the notebooks. ``notebooks`` runs the numbered notebooks of a
-profile with papermill (what ``run_all.sh`` calls).
+profile with papermill (what ``run_all.sh`` calls); ``evaluate-results`` evaluates any detector's LVIS results.
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     group = pre.add_mutually_exclusive_group()
     group.add_argument("--only", metavar="NN", help="check only notebook NN")
     group.add_argument("--from", dest="start", metavar="NN", help="check notebooks NN and later")
+    ev = sub.add_parser("evaluate-results", help="LVIS metrics of any detector's results json (no params file)")
+    ev.add_argument("--gt", required=True, help="LVIS-format ground truth, e.g. lvis_v1_val.json")
+    ev.add_argument("--results", required=True, help="LVIS results json (e.g. detectron2's lvis_instances_results)")
+    ev.add_argument("--iou", nargs="+", choices=("bbox", "segm"), default=["bbox", "segm"], help="IoU types")
+    ev.add_argument("--backend", choices=("fast", "lvis"), default="fast", help="faster-coco-eval or the lvis-api")
+    ev.add_argument("--out", help="also write the metrics and per-category AP to this json")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -70,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
             missing = check_inputs(plan(args.profile, args.only, args.start, overrides=args.overrides))
             print(report(missing) if missing else f"preflight: every input of profile {args.profile} is present")
             return 1 if missing else 0
+        if args.command == "evaluate-results":
+            return _evaluate_results(args)
         stage = STAGES.get(args.command)
         config = load_config(args.params, args.overrides)
         result = load_target(stage.run)(config)
@@ -81,6 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _evaluate_results(args: argparse.Namespace) -> int:
+    from .evaluation.metrics_file import evaluate_results_file, metrics_table
+    from .formats import write_json
+
+    record = evaluate_results_file(args.gt, args.results, args.iou, args.backend)
+    print(metrics_table(record))
+    if args.out:
+        write_json(record, args.out)
+        print(f"evaluate-results: metrics and per-category AP -> {args.out}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from divergen_lib.config import load_config
@@ -92,3 +94,72 @@ def test_cli_evaluates_a_run(profile):
         "evaluation.runs=[baseline]",
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_evaluate_results_command_reports_the_stages_numbers(profile, tmp_path):
+    config = evaluation_config(profile)
+    (ev,) = [e for e in stage.run(config) if e.run.name == "baseline"]
+    out = tmp_path / "metrics.json"
+    args = ["--gt", str(ev.run.config.val.annotations), "--results", str(ev.run.out_dir / "results_val.json")]
+    done = run_cli("evaluate-results", *args, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].split() == ["iou", *METRICS]
+    written = json.loads(out.read_text())
+    stored = json.loads((ev.run.out_dir / "metrics.json").read_text())
+    for iou in ("bbox", "segm"):
+        assert written[iou] == stored[iou] == ev.metrics[iou]
+        assert written[f"{iou}_per_category"] == stored[f"{iou}_per_category"]
+        row = next(line.split() for line in done.stdout.splitlines() if line.startswith(iou))
+        assert float(row[1]) == pytest.approx(100 * ev.metrics[iou]["AP"], abs=0.006)
+
+
+def test_evaluate_results_command_refuses_bad_files_in_one_line(tmp_path, smoke_world):
+    (tmp_path / "nan.json").write_text('[{"image_id": 1, "category_id": 1, "score": NaN, "bbox": [0, 0, 1, 1]}]')
+    (tmp_path / "dict.json").write_text('{"annotations": []}')
+    for name, message in (("nan.json", "results[0]: score nan"), ("dict.json", "expected a list of detections")):
+        args = ["--gt", str(smoke_world.json_path("val")), "--results", str(tmp_path / name), "--iou", "bbox"]
+        done = run_cli("evaluate-results", *args)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_evaluate_results_reads_detectron2s_own_results_json(tmp_path):
+    """Results written by detectron2's own converter (``instances_to_coco_json``, ids shifted by one as its
+    LVISEvaluator does for LVIS v1) evaluate like the same detections given directly."""
+    pytest.importorskip("detectron2")
+    import numpy as np
+    import torch
+    from detectron2.evaluation.coco_evaluation import instances_to_coco_json
+    from detectron2.structures import Boxes, Instances
+    from pycocotools import mask as mask_utils
+
+    from divergen_lib.evaluation import evaluate_lvis_detailed
+
+    from .lvis_cases import make_case
+
+    gt, results = make_case(5)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    d2_results = []
+    for img in gt["images"]:
+        mine = [r for r in results if r["image_id"] == img["id"]]
+        if not mine:
+            continue
+        instances = Instances((img["height"], img["width"]))
+        boxes = [[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in mine)]
+        instances.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32))
+        instances.scores = torch.tensor([r["score"] for r in mine])
+        instances.pred_classes = torch.tensor([r["category_id"] - 1 for r in mine])
+        masks = np.stack(
+            [mask_utils.decode({**r["segmentation"], "counts": r["segmentation"]["counts"].encode()}) for r in mine]
+        )
+        instances.pred_masks = torch.from_numpy(masks.astype(bool))
+        for det in instances_to_coco_json(instances, img["id"]):
+            d2_results.append({**det, "category_id": det["category_id"] + 1})
+    (tmp_path / "lvis_instances_results.json").write_text(json.dumps(d2_results))
+    out = tmp_path / "m.json"
+    args = ["--gt", str(tmp_path / "gt.json"), "--results", str(tmp_path / "lvis_instances_results.json")]
+    done = run_cli("evaluate-results", *args, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    written = json.loads(out.read_text())
+    for iou in ("bbox", "segm"):
+        direct = evaluate_lvis_detailed(tmp_path / "gt.json", d2_results, iou).metrics
+        assert written[iou] == direct and direct["AP"] > 0

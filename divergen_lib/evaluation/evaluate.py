@@ -20,7 +20,7 @@ from ..training.run import RunOutput, find_runs
 from .config import EvaluationConfig
 from .energy import gt_energies, sample_images, train_val_gap
 from .layout import EvaluationLayout
-from .lvis_metrics import evaluate_lvis_detailed
+from .metrics_file import metrics_record
 
 
 @dataclass
@@ -75,11 +75,7 @@ def _metrics(run: RunOutput, cfg: EvaluationConfig, detector: _LazyDetector) -> 
     data = _fresh(path, expected)
     if data is None:
         results = _results(run, detector)
-        data = dict(expected)
-        for iou_type in cfg.iou_types:
-            evaluation = evaluate_lvis_detailed(run.config.val.annotations, results, iou_type, cfg.backend)
-            data[iou_type] = evaluation.metrics
-            data[f"{iou_type}_per_category"] = {str(k): v for k, v in evaluation.per_category.items()}
+        data = expected | metrics_record(run.config.val.annotations, results, cfg.iou_types, cfg.backend)
         write_json(data, path)
     return data
 
