@@ -48,10 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--only", metavar="NN", help="check only notebook NN")
     group.add_argument("--from", dest="start", metavar="NN", help="check notebooks NN and later")
     ev = sub.add_parser("evaluate-results", help="LVIS metrics of any detector's results json (no params file)")
-    ev.add_argument("--gt", required=True, help="LVIS-format ground truth, e.g. lvis_v1_val.json")
-    ev.add_argument("--results", required=True, help="LVIS results json (e.g. detectron2's lvis_instances_results)")
+    ev.add_argument("--gt", required=True, help="ground truth, e.g. lvis_v1_val.json or instances_val2017.json")
+    ev.add_argument("--results", required=True, help="results json (e.g. detectron2's lvis_instances_results.json)")
+    ev.add_argument("--format", choices=("lvis", "coco"), default="lvis", help="of the ground truth (default lvis)")
     ev.add_argument("--iou", nargs="+", choices=("bbox", "segm"), default=["bbox", "segm"], help="IoU types")
-    ev.add_argument("--backend", choices=("fast", "lvis"), default="fast", help="faster-coco-eval or the lvis-api")
+    backends = ("fast", "lvis", "pycocotools")
+    help_backend = "faster-coco-eval (default) or the reference: lvis-api (LVIS), pycocotools (COCO)"
+    ev.add_argument("--backend", choices=backends, default="fast", help=help_backend)
     ev.add_argument("--out", help="also write the metrics and per-category AP to this json")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
@@ -95,7 +98,7 @@ def _evaluate_results(args: argparse.Namespace) -> int:
     from .evaluation.metrics_file import evaluate_results_file, metrics_table
     from .formats import write_json
 
-    record = evaluate_results_file(args.gt, args.results, args.iou, args.backend)
+    record = evaluate_results_file(args.gt, args.results, args.iou, args.backend, args.format)
     print(metrics_table(record))
     if args.out:
         write_json(record, args.out)

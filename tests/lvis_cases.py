@@ -104,3 +104,33 @@ def make_case(seed: int, n_images: int = 12, n_cats: int = 8) -> tuple[dict[str,
             )
     gt = {"images": images, "annotations": anns, "categories": [_category(i) for i in range(1, n_cats + 1)]}
     return {**gt, "info": {}, "licenses": []}, results
+
+
+def _uncompressed_rle(rle: dict[str, Any]) -> dict[str, Any]:
+    """The uncompressed RLE (``counts`` a list, as COCO's crowd annotations are) of a compressed one."""
+    flat = mask_utils.decode(rle).flatten(order="F")
+    changes = np.flatnonzero(np.diff(np.concatenate([[0], flat, [1 - flat[-1]]])))
+    counts = np.diff(np.concatenate([[0], changes])).tolist()
+    return {"size": list(rle["size"]), "counts": [int(c) for c in counts]}
+
+
+def make_coco_case(seed: int, n_images: int = 12, n_cats: int = 8) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """COCO ground truth (about one instance in six an ``iscrowd`` region as uncompressed RLE) and results."""
+    gt, results = make_case(seed, n_images, n_cats)
+    rng = np.random.default_rng(seed + 10_000)
+    for img in gt["images"]:
+        del img["neg_category_ids"], img["not_exhaustive_category_ids"]
+    for cat in gt["categories"]:
+        cat.pop("frequency")
+    for ann in gt["annotations"]:
+        ann["iscrowd"] = int(rng.random() < 1 / 6)
+        if ann["iscrowd"]:
+            img = gt["images"][ann["image_id"] - 1]
+            seg = ann["segmentation"]
+            rle = (
+                mask_utils.merge(mask_utils.frPyObjects(seg, img["height"], img["width"]))
+                if isinstance(seg, list)
+                else {"size": seg["size"], "counts": seg["counts"].encode()}
+            )
+            ann["segmentation"] = _uncompressed_rle(rle)
+    return gt, results

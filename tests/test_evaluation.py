@@ -125,7 +125,7 @@ def test_more_randomized_lvis_cases_agree_with_the_lvis_api(tmp_path, seed, iou_
 
 
 def test_the_library_alone_crashes_on_images_with_only_ignored_detections(tmp_path):
-    """The shape our filtering of unevaluated detections works around (faster-coco-eval 1.7.2): if this stops
+    """The shape our filtering of unevaluated detections works around (faster-coco-eval 1.8.0): if this stops
     raising, the library has been fixed and :func:`_evaluated_detections` is only a speed-up."""
     import json
 
@@ -178,3 +178,90 @@ def test_a_non_mapping_entry_is_named_too(tmp_path):
 
     with pytest.raises(FormatError, match=r"results\[0\]: not a mapping but list"):
         evaluate_lvis_detailed(tmp_path / "unused.json", [[1, 2, 3]], "bbox")
+
+
+def _coco_agreement(tmp_path, seed, iou_type, **sizes):
+    import json
+
+    from divergen_lib.evaluation.coco_metrics import COCO_METRICS, evaluate_coco_detailed
+
+    from .lvis_cases import make_coco_case
+
+    gt, results = make_coco_case(seed, **sizes)
+    assert any(a["iscrowd"] for a in gt["annotations"])
+    path = tmp_path / f"coco_{seed}.json"
+    path.write_text(json.dumps(gt))
+    fast = evaluate_coco_detailed(path, results, iou_type, backend="fast")
+    reference = evaluate_coco_detailed(path, results, iou_type, backend="pycocotools")
+    assert set(fast.metrics) == set(COCO_METRICS) and fast.per_category.keys() == reference.per_category.keys()
+    for key in COCO_METRICS:
+        assert fast.metrics[key] == pytest.approx(reference.metrics[key], abs=1e-9), (seed, key)
+    for cid, ap in reference.per_category.items():
+        assert fast.per_category[cid] == pytest.approx(ap, abs=1e-9), (seed, cid)
+    return reference
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_randomized_coco_cases_agree_with_pycocotools(tmp_path, seed, iou_type):
+    _coco_agreement(tmp_path, seed, iou_type)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(100, 130))
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_more_randomized_coco_cases_agree_with_pycocotools(tmp_path, seed, iou_type):
+    _coco_agreement(tmp_path, seed, iou_type, n_images=30, n_cats=12)
+
+
+def test_crowd_regions_are_ignored_not_counted(tmp_path):
+    """A detection exactly on a crowd region is neither a true nor a false positive: removing it changes nothing,
+    while the same box on a non-crowd instance counts."""
+    import json
+
+    from divergen_lib.evaluation.coco_metrics import evaluate_coco_detailed
+
+    from .lvis_cases import make_coco_case
+
+    gt, results = make_coco_case(0)
+    crowd = next(a for a in gt["annotations"] if a["iscrowd"])
+    gt["annotations"] = [  # the crowd region is the only ground truth of its category in its image
+        a
+        for a in gt["annotations"]
+        if a is crowd or (a["image_id"], a["category_id"]) != (crowd["image_id"], crowd["category_id"])
+    ]
+    path = tmp_path / "coco.json"
+    path.write_text(json.dumps(gt))
+    on_crowd = {"image_id": crowd["image_id"], "category_id": crowd["category_id"], "score": 0.999}
+    on_crowd["bbox"] = crowd["bbox"]
+    with_it = evaluate_coco_detailed(path, [*results, on_crowd], "bbox", backend="pycocotools")
+    without = evaluate_coco_detailed(path, results, "bbox", backend="pycocotools")
+    assert with_it.per_category[crowd["category_id"]] == without.per_category[crowd["category_id"]]
+    assert evaluate_coco_detailed(path, [*results, on_crowd], "bbox").metrics == with_it.metrics
+    crowd["iscrowd"] = 0
+    path.write_text(json.dumps(gt))
+    as_instance = evaluate_coco_detailed(path, [*results, on_crowd], "bbox", backend="pycocotools")
+    assert as_instance.per_category[crowd["category_id"]] > with_it.per_category[crowd["category_id"]]
+
+
+def test_evaluate_results_command_in_coco_mode(tmp_path):
+    import json
+
+    from divergen_lib.evaluation.coco_metrics import COCO_METRICS, evaluate_coco_detailed
+
+    from .conftest import run_cli
+    from .lvis_cases import make_coco_case
+
+    gt, results = make_coco_case(3)
+    (tmp_path / "instances_val.json").write_text(json.dumps(gt))
+    (tmp_path / "coco_instances_results.json").write_text(json.dumps(results))
+    args = ["--gt", str(tmp_path / "instances_val.json"), "--results", str(tmp_path / "coco_instances_results.json")]
+    done = run_cli("evaluate-results", *args, "--format", "coco", "--out", str(tmp_path / "m.json"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].split() == ["iou", *COCO_METRICS]
+    written = json.loads((tmp_path / "m.json").read_text())
+    for iou in ("bbox", "segm"):
+        reference = evaluate_coco_detailed(tmp_path / "instances_val.json", results, iou, backend="pycocotools")
+        assert written[iou] == pytest.approx(reference.metrics, abs=1e-9)
+    wrong = run_cli("evaluate-results", *args, "--format", "coco", "--backend", "lvis")
+    assert wrong.returncode == 2 and "does not evaluate coco" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -49,7 +49,7 @@ def _numpy_float_alias() -> Iterator[None]:
             del np.float  # type: ignore[attr-defined]
 
 
-def _per_category(precision: np.ndarray, category_ids: Iterable[int]) -> dict[int, float]:
+def per_category_ap(precision: np.ndarray, category_ids: Iterable[int]) -> dict[int, float]:
     """AP of each category from a ``T×R×K×A(×M)`` precision array (area ``all``; -1 where it has no ground truth)."""
     per_cat = precision.reshape(*precision.shape[:4], -1)[:, :, :, 0, -1]
     out = {}
@@ -71,7 +71,7 @@ def _lvis_api(
         evaluator = LVISEval(gt, LVISResults(gt, results, max_dets=MAX_DETS), iou_type)
         evaluator.run()
     metrics = {k: float(evaluator.results[k]) for k in METRICS}
-    return LvisEvaluation(metrics, _per_category(evaluator.eval["precision"], evaluator.params.cat_ids))
+    return LvisEvaluation(metrics, per_category_ap(evaluator.eval["precision"], evaluator.params.cat_ids))
 
 
 def _faster_coco_eval(
@@ -92,7 +92,7 @@ def _faster_coco_eval(
     evaluator.summarize()
     stats = evaluator.stats_as_dict
     metrics = {k: float(stats[_FAST_KEYS[k]]) for k in METRICS}
-    return LvisEvaluation(metrics, _per_category(evaluator.eval["precision"], evaluator.params.catIds))
+    return LvisEvaluation(metrics, per_category_ap(evaluator.eval["precision"], evaluator.params.catIds))
 
 
 def _check_ids(given: list[dict[str, Any]], dataset: dict[str, Any], iou_type: str) -> None:
@@ -106,7 +106,7 @@ def _evaluated_detections(dataset: dict[str, Any], results: list[dict[str, Any]]
     """The detections LVIS evaluates: those whose category is annotated in their image or listed among its
     ``neg_category_ids`` (the lvis-api's ``LVISEval._prepare`` ignores every other one, after the per-image cap).
 
-    faster-coco-eval 1.7.2 drops the others too, but only after asking for their image's size, which it records
+    faster-coco-eval 1.8.0 drops the others too, but only after asking for their image's size, which it records
     only for images with a kept detection or a ground-truth instance; an image holding nothing but ignored
     detections then raises ``IndexError: unordered_map::at`` in ``calculateRleForAllAnnotations`` (segm only).
     Minimal reproduction: ground truth with one image ``{"id": 1, "neg_category_ids": [], ...}`` and no
