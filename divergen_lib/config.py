@@ -302,9 +302,10 @@ def parse_options(cls: type, values: dict[str, Any], where: str) -> Any:
 
 
 def check_name(what: str, name: str) -> None:
-    """A name that names folders and ids: non-empty and without '/'."""
-    if not name or "/" in name:
-        raise ValueError(f"{what} name {name!r} must be non-empty and contain no '/'")
+    """A name that names folders and ids: non-empty, without '/', and not '.' or '..' (which name folders that
+    exist already: a run called '..' would write into the output root)."""
+    if not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"{what} name {name!r} must be non-empty, contain no '/' and not be '.' or '..'")
 
 
 def check_component(what: str, name: str, batch_size: int) -> None:

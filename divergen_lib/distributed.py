@@ -113,12 +113,19 @@ def shard_path(out_dir: Path, name: str, rank: int, world_size: int) -> Path:
     return out_dir / "shards" / f"{name}.rank{rank:03d}-of-{world_size:03d}.jsonl"
 
 
+def _failed(row: dict[str, Any]) -> bool:
+    return row.get("status") == "error"
+
+
 def completed_rows(out_dir: Path, name: str) -> dict[str, dict[str, Any]]:
-    """Rows recorded by any shard of any earlier run (whatever its world size), keyed by id."""
+    """Rows recorded by any shard of any earlier run (whatever its world size), keyed by id: an item's first
+    successful row, else its last error row (error rows are retried by the next run, see :func:`resumable_map`)."""
     done: dict[str, dict[str, Any]] = {}
     for path in sorted((out_dir / "shards").glob(f"{name}.rank*-of-*.jsonl")):
         for row in read_manifest(path, tolerate_torn_tail=True):
-            done.setdefault(row["id"], row)
+            earlier = done.get(row["id"])
+            if earlier is None or _failed(earlier):  # a success stays; a later row replaces an error
+                done[row["id"]] = row
     return done
 
 
@@ -144,7 +151,9 @@ def resumable_map(
 
     ``fn(item)`` returns a JSON-ready row; it writes its own files (atomically) *before* returning, so a
     recorded row always means complete outputs. The row gets ``id`` = ``id_of(item)``. With
-    ``record_errors`` an exception becomes a row ``{"id", "status": "error", "reason"}`` and the map goes on.
+    ``record_errors`` an exception becomes a row ``{"id", "status": "error", "reason"}`` and the map goes on;
+    every later run retries the items whose row is an error (a row with ``status: error`` written by ``fn`` too),
+    so a transient fault (a full disk, a network file system, an out-of-memory batch) loses nothing.
 
     With ``batch_size``, ``fn`` takes a list of up to that many items and returns one row per item; a failing
     batch is retried item by item so that only the culprit gets an error row.
@@ -159,12 +168,20 @@ def resumable_map(
         raise ValueError(f"{name}: work item ids are not unique")
     mine = shard(list(zip(ids, items, strict=True)), info.rank, info.world_size)
     done = completed_rows(out_dir, name)
-    todo = [(i, item) for i, item in mine if i not in done]
+    todo = [(i, item) for i, item in mine if i not in done or _failed(done[i])]  # failed items are retried
     own_shard = shard_path(out_dir, name, info.rank, info.world_size)
     own_shard.parent.mkdir(parents=True, exist_ok=True)
     _rewrite_without_torn_tail(own_shard)
     if mine:
-        log.info("%s: rank %d has %d items, %d already done", name, info.rank, len(mine), len(mine) - len(todo))
+        retried = sum(i in done for i, _ in todo)
+        log.info(
+            "%s: rank %d has %d items, %d already done, %d failed before and retried",
+            name,
+            info.rank,
+            len(mine),
+            len(mine) - len(todo),
+            retried,
+        )
     call: Callable[[list[Any]], list[dict[str, Any]]] = fn if batch_size else lambda batch: [fn(batch[0])]
     step = batch_size or 1
     batches = [todo[k : k + step] for k in range(0, len(todo), step)]

@@ -121,3 +121,12 @@ def test_every_shipped_params_file_loads():
     assert files
     for path in files:
         load_config(path)
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b", ""])
+def test_run_and_model_names_that_would_escape_their_folder_are_refused(name):
+    smoke = Path(__file__).resolve().parent.parent / "params" / "smoke"
+    with pytest.raises(ConfigError, match="must be non-empty, contain no '/' and not be '.' or '..'"):
+        load_config(smoke / "05_training.yaml", [f"training.runs=[{{name: '{name}'}}]"])
+    with pytest.raises(ConfigError, match="model name"):
+        load_config(smoke / "02_generation.yaml", [f"generation.models=[{{name: '{name}', backend: toy}}]"])

@@ -108,6 +108,28 @@ def test_item_errors_are_recorded_and_do_not_stop_the_map(tmp_path):
     assert len(rows) == len(IDS)
 
 
+def test_failed_items_are_retried_by_the_next_run_and_nothing_else_is_redone(tmp_path):
+    disk_full = {"item03", "item07"}
+    calls = []
+
+    def flaky(item):
+        calls.append(item)
+        if item in disk_full:
+            raise OSError(28, "No space left on device")
+        return square(item)
+
+    first = resumable_map(IDS, flaky, tmp_path, "squares", info=DistInfo())
+    assert [r["id"] for r in first if r.get("status") == "error"] == ["item03", "item07"]
+    disk_full.discard("item03")  # space freed for one of them
+    calls.clear()
+    second = resumable_map(IDS, flaky, tmp_path, "squares", info=DistInfo())
+    assert calls == ["item03", "item07"]
+    assert [r["id"] for r in second if r.get("status") == "error"] == ["item07"]
+    disk_full.clear()
+    third = resumable_map(IDS, flaky, tmp_path, "squares", info=DistInfo())
+    assert third == resumable_map(IDS, square, tmp_path / "uninterrupted", "squares", info=DistInfo())
+
+
 def test_torn_shard_line_is_redone(tmp_path):
     resumable_map(IDS, square, tmp_path, "squares", info=DistInfo())
     shard_file = next((tmp_path / "shards").glob("squares.rank*.jsonl"))

@@ -259,3 +259,17 @@ def test_annotation_crops_skip_unreadable_images_and_keep_order(tmp_path):
     anns = [{"id": k, "image_id": i, "segmentation": mask_to_rle(mask)} for k, i in ((1, 1), (2, 2), (3, 1))]
     crops, used = annotation_crops(images, anns, tmp_path, padding=2)
     assert [a["id"] for a in used] == [1, 3] and crops[0].shape == (9, 16, 3)
+
+
+def test_atomic_writes_follow_the_umask_not_mkstemps_0600(tmp_path):
+    from divergen_lib.formats import write_json
+
+    old = os.umask(0o022)
+    try:
+        write_json({"a": 1}, tmp_path / "shared.json")
+        os.umask(0o027)
+        write_json({"a": 1}, tmp_path / "group.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "group.json").stat().st_mode & 0o777 == 0o640

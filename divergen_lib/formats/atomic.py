@@ -29,11 +29,13 @@ TEMP_PATTERN = f".*{TEMP_SUFFIX}"  # the names atomic_open gives its temp files
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temp file beside ``path`` for writing; on success fsync and rename it to ``path``.
 
-    On an exception the temp file is removed and ``path`` is left untouched.
+    On an exception the temp file is removed and ``path`` is left untouched. The file gets the permissions the
+    process umask gives new files (0644 with the usual 022), so other users of a shared file system can read it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a file written in place would follow the umask
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
@@ -44,6 +46,13 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it; it is put back at once)."""
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
 
 
 def remove_temp_files(folder: str | os.PathLike) -> list[Path]:
