@@ -283,3 +283,23 @@ def test_torchrun_trains_with_two_cpu_processes(tmp_path, smoke_world):
     assert [r["step"] for r in read_loss_log(out / "loss.jsonl")] == [1, 2, 3, 4]
     model, _ = tv_model.load_model(out / "model_final.pth")
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_trained_run_refuses_other_settings_and_keeps_its_run_json(trained):
+    from dataclasses import replace
+
+    from divergen_lib.training.config import RunSpec
+    from divergen_lib.training.train import train_run
+
+    config, output = trained
+    cfg = config.section("training")
+    before = (output.out_dir / "run.json").read_bytes()
+    other = replace(cfg, solver=replace(cfg.solver, lr=cfg.solver.lr * 2))
+    with pytest.raises(
+        InputError, match=r"run divergen in .* was trained with other settings \(training\.solver\.lr\)"
+    ):
+        train_run(other, other.runs[0], output.layout, config.common.seed, "cpu")
+    assert (output.out_dir / "run.json").read_bytes() == before
+    more_runs = replace(cfg, runs=[*cfg.runs, RunSpec("another")])  # a new run in the list changes no trained one
+    again = train_run(more_runs, more_runs.runs[0], output.layout, config.common.seed, "cpu")
+    assert again.checkpoint == output.checkpoint and again.eval_checkpoint.is_file()

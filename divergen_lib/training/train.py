@@ -3,9 +3,12 @@ found finished) by the engine ``training.engine`` names, then truncated when it 
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..config import method_values
 from ..distributed import dist_info
-from ..formats import write_json
+from ..errors import InputError
+from ..formats import read_json, write_json
 from .classes import write_class_map
 from .config import RunSpec, TrainingConfig
 from .engines import ENGINES
@@ -18,12 +21,35 @@ from .truncation import truncate_checkpoint_file
 def train_run(cfg: TrainingConfig, spec: RunSpec, run: RunLayout, profile_seed: int, device: str) -> RunOutput:
     """Train one run (resuming if interrupted) and truncate it when it has extra categories."""
     inputs = run_inputs(cfg, spec, profile_seed)
+    run_json = method_values({"run": spec.name, "pool": spec.pool, "seed": inputs.seed, "training": cfg})
+    _refuse_other_settings(run, run_json)
     if dist_info().is_main:
         write_class_map(inputs.classes, run.classes)
-        run_json = {"run": spec.name, "pool": spec.pool, "seed": inputs.seed, "training": cfg}
-        write_json(method_values(run_json), run.run_json)
+        write_json(run_json, run.run_json)
     final = ENGINES.get(cfg.engine).train(cfg, inputs, run, device)
     output = RunOutput(spec.name, run.root, inputs.classes, final, cfg, spec.pool)
     if inputs.classes.has_extras and dist_info().is_main and not output.eval_checkpoint.is_file():
         truncate_checkpoint_file(final, output.eval_checkpoint, inputs.classes, cfg.engine)
     return output
+
+
+def _refuse_other_settings(run: RunLayout, wanted: dict[str, Any]) -> None:
+    """A run folder that holds a model keeps the settings it was trained with: training it again with others
+    (other than the list of runs) would describe the old model by the new settings."""
+    if not run.run_json.is_file() or not (run.checkpoint.is_file() or run.final.is_file()):
+        return
+    recorded = read_json(run.run_json)
+    changed = sorted(_differences(recorded, wanted))
+    if changed:
+        raise InputError(
+            f"run {run.name} in {run.root} was trained with other settings ({', '.join(changed[:5])}); "
+            "give the run a new name, or delete its folder to retrain it"
+        )
+
+
+def _differences(recorded: Any, wanted: Any, key: str = "") -> list[str]:
+    """The keys whose values differ (``training.runs`` left out: adding a run changes no trained one)."""
+    if isinstance(recorded, dict) and isinstance(wanted, dict):
+        keys = (recorded.keys() | wanted.keys()) - {"runs"}
+        return [d for k in keys for d in _differences(recorded.get(k), wanted.get(k), f"{key}.{k}".lstrip("."))]
+    return [] if recorded == wanted else [key]
