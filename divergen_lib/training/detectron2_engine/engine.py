@@ -24,7 +24,7 @@ INSTALL = "pip install --no-build-isolation 'git+https://github.com/facebookrese
 def require_detectron2() -> None:
     """One clear line when detectron2 is not installed."""
     try:
-        import detectron2  # noqa: F401
+        importlib.import_module("detectron2")
     except ImportError as err:
         raise InputError(
             f"training.engine: detectron2 needs detectron2, which cannot be imported ({err}). Install it from source "
