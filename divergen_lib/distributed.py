@@ -2,23 +2,26 @@
 
 Every heavy stage runs its per-item work through :func:`resumable_map`: each rank appends finished rows to
 its own shard manifest (one fsync'd line per item), so a killed run loses at most the item in flight; a
-rerun first clears the temp files of writes the kill cut short (:func:`start_stage`), then
+rerun first clears the temp files of writes the kill cut short (:func:`stage_session`), then
 skips every id already recorded by any shard; rank 0 merges the shards into one manifest whose row
 order follows the input ids, so the result does not depend on the number of processes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
+from .folder_lock import folder_lock
 from .formats import append_row, read_manifest, remove_temp_files, write_manifest
 
 if TYPE_CHECKING:
@@ -95,17 +98,20 @@ def barrier() -> None:
         dist.barrier()
 
 
-def start_stage(out_dir: Path) -> DistInfo:
-    """Begin a sharded stage writing under ``out_dir``: join the process group (under torchrun), then rank 0 removes
-    the temp files that a killed run's atomic writes left there while every rank waits."""
+@contextmanager
+def stage_session(out_dir: Path) -> Iterator[DistInfo]:
+    """A sharded stage writing under ``out_dir``: join the process group (under torchrun); rank 0 takes the folder's
+    writer lock (:mod:`.folder_lock`: a second run on the folder is refused) and removes the temp files a killed
+    run's atomic writes left there, while every rank waits."""
     info = dist_info()
     init_process_group(info)
-    if info.is_main:
-        leftovers = remove_temp_files(out_dir)
-        if leftovers:
-            log.info("%s: removed %d temp files of interrupted writes", out_dir, len(leftovers))
-    barrier()
-    return info
+    with folder_lock(out_dir) if info.is_main else contextlib.nullcontext():
+        if info.is_main:
+            leftovers = remove_temp_files(out_dir)
+            if leftovers:
+                log.info("%s: removed %d temp files of interrupted writes", out_dir, len(leftovers))
+        barrier()
+        yield info
 
 
 def shard_path(out_dir: Path, name: str, rank: int, world_size: int) -> Path:

@@ -23,6 +23,7 @@ CORE = {
     "crops",
     "distributed",
     "errors",
+    "folder_lock",
     "formats",
     "paste",
     "preflight",

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
-from ..distributed import completed_rows, resolve_device, resumable_map, start_stage
+from ..distributed import completed_rows, resolve_device, resumable_map, stage_session
 from ..errors import InputError
 from ..formats import mask_to_rle, read_image, write_manifest
 from ..generation.layout import GenerationLayout
@@ -103,35 +103,35 @@ def run(config: Config) -> AnnotationRun:
     cfg: AnnotationConfig = config.section("annotation")
     out_dir = config.stage_dir("annotation")
     gen_dir = cfg.generation_dir or config.stage_dir("generation")
-    info = start_stage(out_dir)
-    device = resolve_device(config.common.device, info)
-    items = GenerationLayout(gen_dir).ok_rows()
-    rows: list[dict[str, Any]] = []
-    for method in cfg.methods:
-        name = f"masks.{method.name}"
-        done = completed_rows(out_dir, name)
+    with stage_session(out_dir) as info:
+        device = resolve_device(config.common.device, info)
+        items = GenerationLayout(gen_dir).ok_rows()
+        rows: list[dict[str, Any]] = []
+        for method in cfg.methods:
+            name = f"masks.{method.name}"
+            done = completed_rows(out_dir, name)
 
-        def id_of(row: dict[str, Any], prefix: str = method.name) -> str:
-            return f"{prefix}-{row['id']}"
+            def id_of(row: dict[str, Any], prefix: str = method.name) -> str:
+                return f"{prefix}-{row['id']}"
 
-        # a method that cannot load is one clear error here, before anything of it is written
-        pending = any(id_of(r) not in done for r in items)
-        annotator = build_annotator(method, device) if pending else None
-        merged = resumable_map(
-            items,
-            _BatchAnnotator(annotator, method.name, cfg.postprocess, gen_dir),
-            out_dir,
-            name,
-            id_of=id_of,
-            info=info,
-            desc=f"annotate {method.name}",
-            batch_size=method.batch_size,
-        )
-        rows += merged or []
-    if not info.is_main:
-        return AnnotationRun(out_dir, gen_dir, None)
-    write_manifest(rows, AnnotationLayout(out_dir).manifest)
-    return AnnotationRun(out_dir, gen_dir, rows)
+            # a method that cannot load is one clear error here, before anything of it is written
+            pending = any(id_of(r) not in done for r in items)
+            annotator = build_annotator(method, device) if pending else None
+            merged = resumable_map(
+                items,
+                _BatchAnnotator(annotator, method.name, cfg.postprocess, gen_dir),
+                out_dir,
+                name,
+                id_of=id_of,
+                info=info,
+                desc=f"annotate {method.name}",
+                batch_size=method.batch_size,
+            )
+            rows += merged or []
+        if not info.is_main:
+            return AnnotationRun(out_dir, gen_dir, None)
+        write_manifest(rows, AnnotationLayout(out_dir).manifest)
+        return AnnotationRun(out_dir, gen_dir, rows)
 
 
 def quality_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

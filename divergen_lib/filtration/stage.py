@@ -27,7 +27,7 @@ from ..annotation.layout import AnnotationLayout
 from ..clip_models import configured_clip
 from ..config import Config, ConfigError
 from ..crops import annotation_crops, generated_instance
-from ..distributed import completed_rows, resolve_device, resumable_map, start_stage
+from ..distributed import completed_rows, resolve_device, resumable_map, stage_session
 from ..formats import (
     PoolEntry,
     category_index,
@@ -189,68 +189,70 @@ def run(config: Config) -> FiltrationRun:
     for needed in (generated.categories, annotations.manifest):
         if not needed.is_file():
             raise ConfigError(f"{needed}: missing (run the generation and annotation stages first)")
-    info = start_stage(out_dir)
-    device = resolve_device(config.common.device, info)
-    categories = read_json(generated.categories)
-    names = {c["id"]: c["name"] for c in categories}
-    annotated = [
-        r
-        for r in read_manifest(annotations.manifest)
-        if r["status"] == "ok" and (cfg.methods is None or r["method"] in cfg.methods)
-    ]
-    clip = configured_clip(cfg.clip, cfg.toy_clip, cfg.real.annotations.parent, config.clip_cache_dir, device)
-    ids = sorted(names)
-    texts = dict(
-        zip(
-            ids,
-            clip.encode_texts([cfg.clip_score.template.format(name=display_name(names[i])) for i in ids]),
-            strict=True,
+    with stage_session(out_dir) as info:
+        device = resolve_device(config.common.device, info)
+        categories = read_json(generated.categories)
+        names = {c["id"]: c["name"] for c in categories}
+        annotated = [
+            r
+            for r in read_manifest(annotations.manifest)
+            if r["status"] == "ok" and (cfg.methods is None or r["method"] in cfg.methods)
+        ]
+        clip = configured_clip(cfg.clip, cfg.toy_clip, cfg.real.annotations.parent, config.clip_cache_dir, device)
+        ids = sorted(names)
+        texts = dict(
+            zip(
+                ids,
+                clip.encode_texts([cfg.clip_score.template.format(name=display_name(names[i])) for i in ids]),
+                strict=True,
+            )
         )
-    )
 
-    means: dict[int, np.ndarray] = {}
-    if cfg.inter_similarity.enabled:
+        means: dict[int, np.ndarray] = {}
+        if cfg.inter_similarity.enabled:
+            resumable_map(
+                ids,
+                _RealMeans(clip, cfg, *real_instances(cfg)),
+                out_dir,
+                "real_means",
+                id_of=lambda c: f"{c:05d}",
+                info=info,
+            )
+            for row in completed_rows(out_dir, "real_means").values():
+                if row.get("mean") is not None:
+                    means[row["category_id"]] = np.asarray(row["mean"])
+
+        scorer = _Scorer(clip, cfg, gen_dir, texts, means)
         resumable_map(
-            ids,
-            _RealMeans(clip, cfg, *real_instances(cfg)),
-            out_dir,
-            "real_means",
-            id_of=lambda c: f"{c:05d}",
-            info=info,
+            annotated, scorer, out_dir, "scores", id_of=lambda r: r["id"], info=info, batch_size=cfg.batch_size
         )
-        for row in completed_rows(out_dir, "real_means").values():
-            if row.get("mean") is not None:
-                means[row["category_id"]] = np.asarray(row["mean"])
+        scores = completed_rows(out_dir, "scores")
+        scored = [scores[r["id"]] for r in annotated]
+        errors = [r for r in scored if r.get("status") == "error"]
+        decided = decide([r for r in scored if r.get("status") != "error"], cfg)
+        decided += [{"annotation_id": r["id"], "keep": False, "reason": r["reason"], "status": "error"} for r in errors]
 
-    scorer = _Scorer(clip, cfg, gen_dir, texts, means)
-    resumable_map(annotated, scorer, out_dir, "scores", id_of=lambda r: r["id"], info=info, batch_size=cfg.batch_size)
-    scores = completed_rows(out_dir, "scores")
-    scored = [scores[r["id"]] for r in annotated]
-    errors = [r for r in scored if r.get("status") == "error"]
-    decided = decide([r for r in scored if r.get("status") != "error"], cfg)
-    decided += [{"annotation_id": r["id"], "keep": False, "reason": r["reason"], "status": "error"} for r in errors]
-
-    index = category_index(categories)
-    kept = [r for r in decided if r["keep"]]
-    rles = {r["annotation_id"]: r["rle"] for r in scored if r.get("status") != "error"}
-    writer = _PoolWriter(out_dir, gen_dir, index, rles)
-    resumable_map(kept, writer, out_dir, "pool_crops", id_of=lambda r: r["annotation_id"], info=info)
-    if not info.is_main:
-        return FiltrationRun(out_dir, gen_dir, categories, None)
-    write_manifest([{"id": r["annotation_id"], **r} for r in decided], layout.manifest)
-    crops = completed_rows(out_dir, "pool_crops")
-    pools: dict[str, Path] = {}
-    per_model: dict[str, dict[int, list[PoolEntry]]] = defaultdict(lambda: defaultdict(list))
-    for r in kept:
-        crop = crops[r["annotation_id"]]
-        if crop.get("status") == "ok":
-            per_model[r["model"]][index[r["category_id"]]].append(PoolEntry(crop["crop"], preprocessed=True))
-    for model, pool in per_model.items():
-        pools[model] = layout.model_pool(model)
-        write_instance_pool(dict(pool), pools[model])
-    pools["merged"] = layout.pool
-    write_instance_pool(merge_instance_pools(*[dict(p) for p in per_model.values()]), pools["merged"])
-    return FiltrationRun(out_dir, gen_dir, categories, decided, pools)
+        index = category_index(categories)
+        kept = [r for r in decided if r["keep"]]
+        rles = {r["annotation_id"]: r["rle"] for r in scored if r.get("status") != "error"}
+        writer = _PoolWriter(out_dir, gen_dir, index, rles)
+        resumable_map(kept, writer, out_dir, "pool_crops", id_of=lambda r: r["annotation_id"], info=info)
+        if not info.is_main:
+            return FiltrationRun(out_dir, gen_dir, categories, None)
+        write_manifest([{"id": r["annotation_id"], **r} for r in decided], layout.manifest)
+        crops = completed_rows(out_dir, "pool_crops")
+        pools: dict[str, Path] = {}
+        per_model: dict[str, dict[int, list[PoolEntry]]] = defaultdict(lambda: defaultdict(list))
+        for r in kept:
+            crop = crops[r["annotation_id"]]
+            if crop.get("status") == "ok":
+                per_model[r["model"]][index[r["category_id"]]].append(PoolEntry(crop["crop"], preprocessed=True))
+        for model, pool in per_model.items():
+            pools[model] = layout.model_pool(model)
+            write_instance_pool(dict(pool), pools[model])
+        pools["merged"] = layout.pool
+        write_instance_pool(merge_instance_pools(*[dict(p) for p in per_model.values()]), pools["merged"])
+        return FiltrationRun(out_dir, gen_dir, categories, decided, pools)
 
 
 def summarize(run_: FiltrationRun) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
-from ..distributed import completed_rows, resolve_device, resumable_map, start_stage
+from ..distributed import completed_rows, resolve_device, resumable_map, stage_session
 from ..formats import write_json, write_manifest, write_png
 from ..prompts import Prompt
 from .base import GenerationRequest, Generator, build_generator
@@ -72,45 +72,45 @@ def run(config: Config) -> GenerationRun:
     cfg: GenerationConfig = config.section("generation")
     out_dir = config.stage_dir("generation")
     layout = GenerationLayout(out_dir)
-    info = start_stage(out_dir)
-    device = resolve_device(config.common.device, info)
-    categories = resolve_categories(cfg.categories)
-    prompts = build_prompts(categories, cfg.prompts, config.common.seed, device)
-    if info.is_main:
-        write_json(categories, layout.categories)
-        write_manifest(
-            [
-                {"id": f"{cid:05d}-{p.index:04d}", "category_id": cid, "prompt": p.text, "source": p.source}
-                for cid, plist in prompts.items()
-                for p in plist
-            ],
-            layout.prompts,
-        )
-    rows: list[dict[str, Any]] = []
-    for model in cfg.models:
-        requests = plan_requests(categories, prompts, model, cfg.images_per_category, config.common.seed)
-        name = f"manifest.{model.name}"
-        done = completed_rows(out_dir, name)
-        # a model that cannot load is one clear error here, before anything of it is written
-        generator = build_generator(model, device) if any(r.id not in done for r in requests) else None
-        merged = resumable_map(
-            requests,
-            _BatchWriter(generator, out_dir),
-            out_dir,
-            name,
-            id_of=lambda r: r.id,
-            info=info,
-            desc=f"generate {model.name}",
-            batch_size=model.batch_size,
-        )
-        rows += merged or []
-    if not info.is_main:
-        return GenerationRun(out_dir, categories, prompts, None)
-    write_manifest(rows, layout.manifest)
-    failed = [r for r in rows if r.get("status") != "ok"]
-    if failed:
-        log.warning("generation: %d of %d images failed (first: %s)", len(failed), len(rows), failed[0]["reason"])
-    return GenerationRun(out_dir, categories, prompts, rows)
+    with stage_session(out_dir) as info:
+        device = resolve_device(config.common.device, info)
+        categories = resolve_categories(cfg.categories)
+        prompts = build_prompts(categories, cfg.prompts, config.common.seed, device)
+        if info.is_main:
+            write_json(categories, layout.categories)
+            write_manifest(
+                [
+                    {"id": f"{cid:05d}-{p.index:04d}", "category_id": cid, "prompt": p.text, "source": p.source}
+                    for cid, plist in prompts.items()
+                    for p in plist
+                ],
+                layout.prompts,
+            )
+        rows: list[dict[str, Any]] = []
+        for model in cfg.models:
+            requests = plan_requests(categories, prompts, model, cfg.images_per_category, config.common.seed)
+            name = f"manifest.{model.name}"
+            done = completed_rows(out_dir, name)
+            # a model that cannot load is one clear error here, before anything of it is written
+            generator = build_generator(model, device) if any(r.id not in done for r in requests) else None
+            merged = resumable_map(
+                requests,
+                _BatchWriter(generator, out_dir),
+                out_dir,
+                name,
+                id_of=lambda r: r.id,
+                info=info,
+                desc=f"generate {model.name}",
+                batch_size=model.batch_size,
+            )
+            rows += merged or []
+        if not info.is_main:
+            return GenerationRun(out_dir, categories, prompts, None)
+        write_manifest(rows, layout.manifest)
+        failed = [r for r in rows if r.get("status") != "ok"]
+        if failed:
+            log.warning("generation: %d of %d images failed (first: %s)", len(failed), len(rows), failed[0]["reason"])
+        return GenerationRun(out_dir, categories, prompts, rows)
 
 
 def summarize(run_: GenerationRun) -> list[dict[str, Any]]:
