@@ -3,11 +3,13 @@
 A second process that wants the folder is refused with one line naming the owner. A lock whose owner process is
 gone (killed) on this host is stale: it is taken over, with a message. The owner of a lock on another host cannot be
 checked from here; such a lock is reported with the command that removes it. A process may take a lock it holds
-again (a notebook kernel rerunning a cell); the lock goes when the ``with`` block that took it ends.
+again (a notebook kernel rerunning a cell); the lock goes when the ``with`` block that took it ends, and so do
+the folders it made if nothing was written into them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -62,6 +64,7 @@ def _try_create(path: Path, me: dict[str, Any]) -> bool:
 def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     """Hold ``folder``'s writer lock for the block (see the module doc)."""
     folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     me = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
@@ -84,3 +87,6 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[None]:
     finally:
         if (_owner(path) or {}).get("pid") == me["pid"]:
             path.unlink(missing_ok=True)
+        for made in created:  # a run that wrote nothing leaves no empty folders behind
+            with contextlib.suppress(OSError):
+                made.rmdir()

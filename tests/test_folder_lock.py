@@ -64,3 +64,12 @@ def test_cli_generate_into_a_folder_another_run_writes_is_one_line(tmp_path, smo
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"is being written by pid {proc.pid}" in done.stderr
     assert not (out / "generation" / "manifest.jsonl").exists() and os.listdir(out / "generation") == [LOCK_NAME]
+
+
+def test_a_run_that_writes_nothing_leaves_no_folder(tmp_path):
+    with pytest.raises(RuntimeError), folder_lock(tmp_path / "out" / "generation"):
+        raise RuntimeError("bad input found before anything was written")
+    assert not (tmp_path / "out").exists()
+    with folder_lock(tmp_path / "kept"):
+        (tmp_path / "kept" / "file").write_text("x")
+    assert (tmp_path / "kept" / "file").exists() and not (tmp_path / "kept" / LOCK_NAME).exists()
