@@ -324,23 +324,13 @@ def check_named_list(key: str, items: list[Any]) -> None:
         raise ValueError(f"{key}: names must be unique, got {names}")
 
 
-def plain_values(value: Any) -> Any:
-    """A config dataclass (or value) as plain JSON-able python: paths as strings, tuples as lists."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if isinstance(value, dict):
-        return {k: plain_values(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [plain_values(v) for v in value]
-    return str(value) if isinstance(value, Path) else value
-
-
 REPORT_BLOCK = "report"
 
 
 def method_values(value: Any) -> Any:
-    """:func:`plain_values` without the ``report`` block of any config dataclass: the settings that decide what a
-    stage computes, not how its figures and tables look."""
+    """A config dataclass (or value) as plain JSON-able python (paths as strings, tuples as lists) without the
+    ``report`` block of any dataclass: the settings that decide what a stage computes, not how its figures and
+    tables look."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.name != REPORT_BLOCK}
     if isinstance(value, dict):

@@ -51,12 +51,16 @@ def _describe(owner: dict[str, Any]) -> str:
 
 
 def _try_create(path: Path, me: dict[str, Any]) -> bool:
+    """Create the lock with its owner already in it (a hard link of a written file, so no reader ever sees it
+    empty); False if it exists."""
+    draft = path.with_name(f"{path.name}.{me['host']}.{me['pid']}")
+    draft.write_text(json.dumps(me), encoding="utf-8")
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.link(draft, path)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(me, fh)
+    finally:
+        draft.unlink(missing_ok=True)
     return True
 
 

@@ -97,9 +97,12 @@ SECTIONS: Registry[type] = Registry("params section", {STAGES.get(v).section: ST
 
 def stage_of_section(section: str) -> Stage:
     """The stage whose params section is ``section``."""
-    return next(STAGES.get(verb) for verb in STAGES if STAGES.get(verb).section == section)
+    stage = next((s for s in map(STAGES.get, STAGES) if s.section == section), None)
+    if stage is None:
+        raise KeyError(f"no stage has the params section {section!r}")
+    return stage
 
 
 def stage_of_notebook(stem: str) -> Stage | None:
     """The stage notebook ``stem`` (e.g. ``02_generation``) runs, if it is a registered one."""
-    return next((STAGES.get(verb) for verb in STAGES if STAGES.get(verb).notebook == stem), None)
+    return next((s for s in map(STAGES.get, STAGES) if s.notebook == stem), None)

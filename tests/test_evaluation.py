@@ -103,9 +103,13 @@ def _oracle_agreement(tmp_path, seed, iou_type, **sizes):
     path = tmp_path / f"gt_{seed}.json"
     path.write_text(json.dumps(gt))
     fast = evaluate_lvis_detailed(path, results, iou_type, backend="fast")
-    reference = evaluate_lvis_detailed(path, results, iou_type, backend="lvis")
-    assert set(fast.metrics) == set(METRICS) and fast.per_category.keys() == reference.per_category.keys()
-    for key in METRICS:
+    _assert_agree(fast, evaluate_lvis_detailed(path, results, iou_type, backend="lvis"), METRICS, seed)
+
+
+def _assert_agree(fast, reference, metrics, seed):
+    """Every metric and every per-category AP of the two evaluations equal to 1e-9."""
+    assert set(fast.metrics) == set(metrics) and fast.per_category.keys() == reference.per_category.keys()
+    for key in metrics:
         assert fast.metrics[key] == pytest.approx(reference.metrics[key], abs=1e-9), (seed, key)
     for cid, ap in reference.per_category.items():
         assert fast.per_category[cid] == pytest.approx(ap, abs=1e-9), (seed, cid)
@@ -192,13 +196,7 @@ def _coco_agreement(tmp_path, seed, iou_type, **sizes):
     path = tmp_path / f"coco_{seed}.json"
     path.write_text(json.dumps(gt))
     fast = evaluate_coco_detailed(path, results, iou_type, backend="fast")
-    reference = evaluate_coco_detailed(path, results, iou_type, backend="pycocotools")
-    assert set(fast.metrics) == set(COCO_METRICS) and fast.per_category.keys() == reference.per_category.keys()
-    for key in COCO_METRICS:
-        assert fast.metrics[key] == pytest.approx(reference.metrics[key], abs=1e-9), (seed, key)
-    for cid, ap in reference.per_category.items():
-        assert fast.per_category[cid] == pytest.approx(ap, abs=1e-9), (seed, cid)
-    return reference
+    _assert_agree(fast, evaluate_coco_detailed(path, results, iou_type, backend="pycocotools"), COCO_METRICS, seed)
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -12,15 +12,11 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from ..formats import check_results
-from .lvis_metrics import LvisEvaluation, per_category_ap
+from .lvis_metrics import LvisEvaluation, check_result_ids, per_category_ap
 
 log = logging.getLogger(__name__)
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-
-
-def _ids(dataset: dict[str, Any], key: str) -> list[int]:
-    return [item["id"] for item in dataset.get(key, [])]
 
 
 def evaluate_coco_detailed(
@@ -43,7 +39,7 @@ def evaluate_coco_detailed(
         from faster_coco_eval import COCO, COCOeval_faster
 
         gt = COCO(str(gt_json_path))
-    check_results(given, iou_type, _ids(gt.dataset, "images"), _ids(gt.dataset, "categories"))
+    check_result_ids(given, gt.dataset, iou_type)
     if not given:
         return LvisEvaluation(dict.fromkeys(COCO_METRICS, -1.0), {})
     dets = [dict(d) for d in given]  # the APIs add keys to each dict

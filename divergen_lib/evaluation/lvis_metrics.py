@@ -67,7 +67,7 @@ def _lvis_api(
 
     with _numpy_float_alias():
         gt = LVIS(gt_json_path)
-        _check_ids(given, gt.dataset, iou_type)
+        check_result_ids(given, gt.dataset, iou_type)
         evaluator = LVISEval(gt, LVISResults(gt, results, max_dets=MAX_DETS), iou_type)
         evaluator.run()
     metrics = {k: float(evaluator.results[k]) for k in METRICS}
@@ -80,7 +80,7 @@ def _faster_coco_eval(
     from faster_coco_eval import COCO, COCOeval_faster
 
     gt = COCO(gt_json_path)
-    _check_ids(given, gt.dataset, iou_type)
+    check_result_ids(given, gt.dataset, iou_type)
     evaluated = _evaluated_detections(gt.dataset, results)
     if not evaluated:  # nothing to match: the reference API's numbers (it takes no time then)
         return _lvis_api(gt_json_path, results, iou_type, given)
@@ -95,7 +95,7 @@ def _faster_coco_eval(
     return LvisEvaluation(metrics, per_category_ap(evaluator.eval["precision"], evaluator.params.catIds))
 
 
-def _check_ids(given: list[dict[str, Any]], dataset: dict[str, Any], iou_type: str) -> None:
+def check_result_ids(given: list[dict[str, Any]], dataset: dict[str, Any], iou_type: str) -> None:
     """Every given detection names an image and a category of the ground truth (the first that does not is named
     by its index in what the caller gave)."""
     images = (img["id"] for img in dataset.get("images", []))

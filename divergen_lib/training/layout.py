@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+RUN_JSON = "run.json"  # a run's settings: the file that makes a folder a run
+
 
 @dataclass(frozen=True)
 class RunLayout:
@@ -21,7 +23,7 @@ class RunLayout:
 
     @property
     def run_json(self) -> Path:
-        return self.root / "run.json"
+        return self.root / RUN_JSON
 
     @property
     def classes(self) -> Path:
@@ -59,4 +61,4 @@ class TrainingLayout:
 
     def run_jsons(self) -> list[Path]:
         """The ``run.json`` of every run folder, in name order."""
-        return sorted(self.root.glob(f"*/{RunLayout(self.root).run_json.name}"))
+        return sorted(self.root.glob(f"*/{RUN_JSON}"))

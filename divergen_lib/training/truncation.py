@@ -36,10 +36,10 @@ def truncate_state_dict(
 
     Class-agnostic layers (one class's worth of rows) are left alone; any other row count raises InputError.
     """
-    layout = ENGINES.get(engine)
+    plugin = ENGINES.get(engine)
     out = dict(state)
     for name, tensor in state.items():
-        for layer in layout.class_layers:
+        for layer in plugin.class_layers:
             if not layer.pattern.search(name):
                 continue
             per_class, background = layer.rows_per_class, layer.background
@@ -48,7 +48,7 @@ def truncate_state_dict(
                 break  # class-agnostic
             if tensor.shape[0] != full:
                 raise InputError(f"{name} has {tensor.shape[0]} rows, expected {full} for {num_classes} classes")
-            rows = torch.tensor(_rows(layout.background_first, num_classes, targets, per_class, background))
+            rows = torch.tensor(_rows(plugin.background_first, num_classes, targets, per_class, background))
             out[name] = tensor.index_select(0, rows).clone()
             break
     return out

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ...config import plain_values
+from ...config import method_values
 from ...distributed import DistInfo, barrier, dist_info, init_process_group, resolve_device, unwrap_ddp
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..classes import ClassMap
@@ -69,7 +69,7 @@ class TrainState:
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "classes": classes.to_json(),
-            "model_config": plain_values(model_cfg),
+            "model_config": method_values(model_cfg),
         }
         if self.ema is not None:
             ckpt["model_ema"] = self.ema.module.state_dict()
