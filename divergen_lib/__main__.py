@@ -1,7 +1,10 @@
 """Command line: ``python -m divergen_lib <stage> --params FILE [--set key=value ...]``.
 
-Stages call the same library functions as the notebooks. ``notebooks`` runs the numbered notebooks of a
-profile with papermill (what ``run_all.sh`` calls); ``evaluate-results`` evaluates any detector's LVIS results.
+Stages call the same library functions as the notebooks. ``--params`` and every other path typed here are
+relative to the current directory, as in any shell; paths inside a params file and in ``--set`` values are relative
+to the repository root (:mod:`.paths`). ``notebooks`` runs the numbered notebooks of a profile with papermill (what
+``run_all.sh`` calls); ``evaluate-results`` evaluates any detector's LVIS results; ``predict`` draws a trained run's
+detections on your own images.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sys
 
 from .config import load_config
 from .errors import InputError
+from .paths import from_command_line
 from .registry import load_target
 from .stages import STAGES
 
@@ -56,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     help_backend = "faster-coco-eval (default) or the reference: lvis-api (LVIS), pycocotools (COCO)"
     ev.add_argument("--backend", choices=backends, default="fast", help=help_backend)
     ev.add_argument("--out", help="also write the metrics and per-category AP to this json")
+    pr = sub.add_parser("predict", help="pictures and LVIS results of a trained run on your own images")
+    pr.add_argument("--run", required=True, help="a training run folder, or its model_final(_truncated).pth")
+    pr.add_argument("--images", required=True, help="an image file, or a folder of them")
+    pr.add_argument("--out", required=True, help="folder for one PNG per image, results.json and images.json")
+    pr.add_argument("--score-threshold", type=float, default=0.5, help="smallest score drawn (default 0.5)")
+    pr.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: auto")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -81,8 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if missing else 0
         if args.command == "evaluate-results":
             return _evaluate_results(args)
+        if args.command == "predict":
+            return _predict(args)
         stage = STAGES.get(args.command)
-        config = load_config(args.params, args.overrides)
+        config = load_config(from_command_line(args.params), args.overrides)
         result = load_target(stage.run)(config)
         print(f"{args.command}: done -> {result.out_dir}")
         if args.figures:
@@ -103,6 +115,17 @@ def _evaluate_results(args: argparse.Namespace) -> int:
     if args.out:
         write_json(record, args.out)
         print(f"evaluate-results: metrics and per-category AP -> {args.out}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .evaluation.predict import image_files, predict_images, run_to_predict_with
+
+    run = run_to_predict_with(args.run)
+    done = predict_images(run, image_files(args.images), args.out, args.score_threshold, args.device)
+    shown = sum(d["score"] >= args.score_threshold for d in done.detections)
+    print(f"predict: {len(done.pictures)} picture(s), {shown} detection(s) with score >= {args.score_threshold}")
+    print(f"predict: pictures and {done.results.name}, {done.images.name} -> {args.out}")
     return 0
 
 

@@ -14,6 +14,7 @@ profile; its features say nothing about real CLIP models. The result is cached a
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import pickle
@@ -37,6 +38,7 @@ from .config import ConfigError, settings_digest
 from .crops import annotation_crops
 from .errors import unreadable_weights_reason
 from .formats import atomic_open, read_json, read_lvis, write_json
+from .paths import from_root
 from .toyworld import ToyWorld
 
 TOY_CLIP_CONFIGS = Path(__file__).with_name("clip_configs")
@@ -121,12 +123,19 @@ def locate_pretrained(name: str, pretrained: str, allow_download: bool = False) 
             "force_preprocess_cfg": merge_preprocess_dict({}, tag_cfg),
         }
         return _tag_checkpoint(name, pretrained, tag_cfg, allow_download), kwargs
-    if Path(pretrained).is_file():
-        return pretrained, {}
+    if from_root(pretrained).is_file():
+        return str(from_root(pretrained)), {}
     if Path(pretrained).suffix in CHECKPOINT_SUFFIXES:
         raise ConfigError(f"CLIP model {name}: checkpoint file {pretrained} not found")
     tags = open_clip.list_pretrained_tags_by_model(name)
     raise ConfigError(f"CLIP model {name}: {pretrained!r} is neither a pretrained tag {tags} nor a file")
+
+
+class _RandomInitNotice(logging.Filter):
+    """Drops open_clip's warning that a model was initialized randomly: asked for here (``pretrained=None``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("No pretrained weights loaded")
 
 
 def load_clip(
@@ -144,12 +153,17 @@ def load_clip(
     if pretrained is not None:
         checkpoint, kwargs = locate_pretrained(name, pretrained, allow_download)
     device = torch.device(device)
+    notice, root = _RandomInitNotice(), logging.getLogger()
+    if checkpoint is None:
+        root.addFilter(notice)
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             name, pretrained=checkpoint, device=device, weights_only=True, **kwargs
         )
     except (RuntimeError, OSError, ValueError, pickle.UnpicklingError) as e:
         raise ConfigError(f"CLIP model {name}: cannot load {pretrained}: {unreadable_weights_reason(e)}") from None
+    finally:
+        root.removeFilter(notice)  # a no-op when it was not added
     model.eval()
     return ClipModel(name, pretrained, model, preprocess, open_clip.get_tokenizer(name), device)
 

@@ -3,7 +3,8 @@
 A params file holds the profile-wide keys of :class:`CommonConfig` at top level and one mapping per stage
 section (``toyworld:``, ``generation:``, ...). A ``common.yaml`` beside it, if present, is read first and
 the file's own keys override it. Any problem (unknown key, wrong type, missing required file) is reported
-as one line naming the file and the dotted key.
+as one line naming the file and the dotted key. Relative paths, the params file's own included, are taken from the
+repository root whatever the current directory (:mod:`.paths`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 
 from .errors import InputError
+from .paths import REPO_ROOT, for_display, from_root
 from .registry import Choice
 from .stages import SECTIONS
 
@@ -56,7 +58,7 @@ class CommonConfig:
     """Profile-wide settings."""
 
     profile: str = "demo"
-    output_dir: Path = Path("outputs/demo")
+    output_dir: Path = REPO_ROOT / "outputs" / "demo"
     seed: int = 0
     device: Literal["cpu", "cuda", "auto"] = "auto"
 
@@ -171,7 +173,7 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
     if tp is Path:
         if not isinstance(value, str | Path):
             fail("a path")
-        return Path(os.path.expandvars(os.path.expanduser(str(value))))
+        return from_root(os.path.expandvars(os.path.expanduser(str(value))))
     raise TypeError(f"unsupported config field type {tp!r} at {key}")
 
 
@@ -199,10 +201,12 @@ def _build(cls: type, values: dict, prefix: str, origins: dict[str, str], defaul
 
 
 def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"params file not found: {path}")
+    """The mapping in params file ``path`` (relative: from the repository root)."""
+    if not from_root(path).is_file():
+        where = "" if path.is_absolute() else f" (relative paths are read from the repository root {REPO_ROOT})"
+        raise ConfigError(f"params file not found: {path}{where}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(from_root(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
     if data is None:
@@ -255,6 +259,7 @@ def _interpolate(value: Any, variables: dict[str, str]) -> Any:
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
     """Load ``path`` (over ``common.yaml`` beside it) and ``--set`` style overrides into a :class:`Config`.
+    A relative ``path``, and every relative path in the files, is taken from the repository root.
 
     ``${output_dir}`` and ``${profile}`` in any string value are replaced by the final common settings (after
     the overrides), so ``--set output_dir=X`` moves every path of a run that is written that way.
@@ -263,7 +268,7 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Confi
     origins: dict[str, str] = {}
     merged: dict = {}
     common_path = path.parent / COMMON_FILE
-    if common_path.is_file() and common_path.resolve() != path.resolve():
+    if from_root(common_path).is_file() and from_root(common_path).resolve() != from_root(path).resolve():
         merged = _merge(merged, _read_yaml(common_path), str(common_path), origins)
     merged = _merge(merged, _read_yaml(path), str(path), origins)
     for text in overrides:
@@ -328,7 +333,8 @@ REPORT_BLOCK = "report"
 
 
 def method_values(value: Any) -> Any:
-    """A config dataclass (or value) as plain JSON-able python (paths as strings, tuples as lists) without the
+    """A config dataclass (or value) as plain JSON-able python (paths as strings, relative to the repository root
+    when under it; tuples as lists) without the
     ``report`` block of any dataclass: the settings that decide what a stage computes, not how its figures and
     tables look."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -337,7 +343,7 @@ def method_values(value: Any) -> Any:
         return {k: method_values(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [method_values(v) for v in value]
-    return str(value) if isinstance(value, Path) else value
+    return for_display(value) if isinstance(value, Path) else value
 
 
 def settings_digest(*parts: Any, length: int = 16) -> str:

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tqdm.auto import tqdm
-
 from .folder_lock import folder_lock
 from .formats import append_row, read_manifest, remove_temp_files, write_manifest
+from .progress import progress
 
 if TYPE_CHECKING:
     from torch.nn import Module
@@ -192,12 +191,12 @@ def resumable_map(
     step = batch_size or 1
     batches = [todo[k : k + step] for k in range(0, len(todo), step)]
     with open(own_shard, "a", encoding="utf-8") as fh:
-        progress = tqdm(total=len(todo), desc=desc or name, disable=not info.is_main or not todo, leave=False)
+        bar = progress(total=len(todo), desc=desc or name, disable=not info.is_main or not todo, leave=False)
         for batch in batches:
             for item_id, row in zip([i for i, _ in batch], _run_batch(call, batch, name, record_errors), strict=True):
                 append_row(fh, {"id": item_id, **row})
-            progress.update(len(batch))
-        progress.close()
+            bar.update(len(batch))
+        bar.close()
     barrier()
     if not info.is_main:
         return None

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .config import load_config
+from .paths import REPO_ROOT, for_display
 from .preflight import Missing, preflight, report
+from .progress import PROGRESS_ENV, TEXT
 from .stages import stage_of_notebook
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_.+\.ipynb$")
 
 
@@ -56,9 +58,8 @@ def plan(
             continue
         params = params_dir / f"{nb.stem}.yaml"
         if params.is_file():
-            with contextlib.chdir(root):  # params paths are relative to the repository root
-                output_dir = load_config(params.relative_to(root), overrides).common.output_dir
-            jobs.append(NotebookJob(number, nb, params, root / output_dir / "notebooks" / nb.name, tuple(overrides)))
+            output_dir = load_config(params, overrides).common.output_dir
+            jobs.append(NotebookJob(number, nb, params, output_dir / "notebooks" / nb.name, tuple(overrides)))
     if not jobs:
         what = f"notebook {only}" if only else f"notebooks from {start}" if start else "notebooks"
         raise SystemExit(f"no {what} with a params file in params/{profile}/")
@@ -76,16 +77,28 @@ def _describe_failure(job: NotebookJob, err: Exception, root: Path) -> str:
     stage = stage_of_notebook(job.notebook.stem)
     if stage is not None:
         sets = "".join(f" --set {o}" for o in job.overrides)
-        command = f"python -m divergen_lib {stage.verb} --params {job.params.relative_to(root)}{sets}"
+        command = f"python -m divergen_lib {stage.verb} --params {for_display(job.params)}{sets}"
         message += f"\n  the same stage without the notebook: {command}"
     return message
 
 
-def check_inputs(jobs: list[NotebookJob], root: Path = REPO_ROOT) -> list[Missing]:
+def check_inputs(jobs: list[NotebookJob]) -> list[Missing]:
     """Every input the jobs' params files need that is missing (see :mod:`.preflight`)."""
     overrides = jobs[0].overrides if jobs else ()
-    with contextlib.chdir(root):  # params paths are relative to the repository root, as in the notebooks
-        return preflight([job.params.relative_to(root) for job in jobs], overrides)
+    return preflight([Path(for_display(job.params)) for job in jobs], overrides)
+
+
+@contextlib.contextmanager
+def _text_progress() -> Iterator[None]:
+    """Kernels started inside print text progress bars (:mod:`.progress`) unless ``DIVERGEN_PROGRESS`` is set."""
+    if PROGRESS_ENV in os.environ:
+        yield
+        return
+    os.environ[PROGRESS_ENV] = TEXT
+    try:
+        yield
+    finally:
+        os.environ.pop(PROGRESS_ENV, None)
 
 
 def run_notebooks(
@@ -97,27 +110,33 @@ def run_notebooks(
 ) -> None:
     """Check the inputs of every planned notebook (:mod:`.preflight`), then execute them in order with
     ``overrides``, printing wall times; raise NotebookFailure listing every missing input, or on the first error."""
-    import papermill as pm
-
     jobs = plan(profile, only, start, root, overrides)
-    missing = check_inputs(jobs, root)
+    missing = check_inputs(jobs)
     if missing:
         raise NotebookFailure(report(missing))
     total = time.perf_counter()
-    for job in jobs:
-        job.output.parent.mkdir(parents=True, exist_ok=True)
-        print(f"[{profile}] {job.notebook.name} with {job.params.relative_to(root)} ...", flush=True)
-        t0 = time.perf_counter()
-        try:
-            pm.execute_notebook(
-                str(job.notebook),
-                str(job.output),
-                parameters={"params_file": str(job.params.relative_to(root)), "overrides": list(job.overrides)},
-                cwd=str(root),
-                kernel_name="python3",
-                progress_bar=False,
-            )
-        except Exception as err:  # papermill wraps cell errors in PapermillExecutionError
-            raise NotebookFailure(_describe_failure(job, err, root)) from None
-        print(f"[{profile}] {job.notebook.name} done in {time.perf_counter() - t0:.1f} s -> {job.output}", flush=True)
+    with _text_progress():
+        for job in jobs:
+            _execute(job, profile, root)
     print(f"[{profile}] {len(jobs)} notebook(s) in {time.perf_counter() - total:.1f} s", flush=True)
+
+
+def _execute(job: NotebookJob, profile: str, root: Path) -> None:
+    """Run one notebook with papermill in its own folder (where a Jupyter kernel starts), printing its wall time."""
+    import papermill as pm
+
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    print(f"[{profile}] {job.notebook.name} with {for_display(job.params)} ...", flush=True)
+    t0 = time.perf_counter()
+    try:
+        pm.execute_notebook(
+            str(job.notebook),
+            str(job.output),
+            parameters={"params_file": for_display(job.params), "overrides": list(job.overrides)},
+            cwd=str(job.notebook.parent),  # where a Jupyter kernel starts
+            kernel_name="python3",
+            progress_bar=False,
+        )
+    except Exception as err:  # papermill wraps cell errors in PapermillExecutionError
+        raise NotebookFailure(_describe_failure(job, err, root)) from None
+    print(f"[{profile}] {job.notebook.name} done in {time.perf_counter() - t0:.1f} s -> {job.output}", flush=True)

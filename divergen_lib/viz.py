@@ -121,10 +121,11 @@ def plot_crop_rows(rows: dict[str, list[np.ndarray]], title: str = "") -> plt.Fi
     return fig
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Save a figure as PNG (folders created), close it, and return its path."""
+def save_figure(fig: plt.Figure, path: str | os.PathLike, dpi: int = 120, tight: bool = True) -> Path:
+    """Save a figure as PNG (folders created; cropped to its contents when ``tight``), close it, and return its
+    path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return path

@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from divergen_lib.config import ConfigError, InputPath, load_config
+from divergen_lib.paths import REPO_ROOT
 from divergen_lib.stages import SECTIONS
 
 
@@ -19,10 +20,10 @@ def test_loads_typed_sections_and_common_yaml(tmp_path):
         tmp_path / "00_toyworld.yaml", "toyworld:\n  n_train_images: 50\n  frequency_split: [0.2, 0.5, 0.3]\n"
     )
     cfg = load_config(params)
-    assert cfg.common.seed == 3 and cfg.common.output_dir == Path("out/x")
+    assert cfg.common.seed == 3 and cfg.common.output_dir == REPO_ROOT / "out/x"  # relative: from the root
     world = cfg.section("toyworld")
     assert world.n_train_images == 50 and world.frequency_split == (0.2, 0.5, 0.3)
-    assert cfg.stage_dir("toyworld") == Path("out/x/toyworld")
+    assert cfg.stage_dir("toyworld") == REPO_ROOT / "out/x/toyworld"
 
 
 def test_stage_file_overrides_common_and_set_overrides_both(tmp_path):
@@ -130,3 +131,40 @@ def test_run_and_model_names_that_would_escape_their_folder_are_refused(name):
         load_config(smoke / "05_training.yaml", [f"training.runs=[{{name: '{name}'}}]"])
     with pytest.raises(ConfigError, match="model name"):
         load_config(smoke / "02_generation.yaml", [f"generation.models=[{{name: '{name}', backend: toy}}]"])
+
+
+def test_relative_paths_are_taken_from_the_repository_root_whatever_the_current_directory(tmp_path, monkeypatch):
+    """A Jupyter kernel starts in notebooks/: the same params file gives the same absolute paths there."""
+    here = load_config("params/smoke/05_training.yaml")
+    monkeypatch.chdir(REPO_ROOT / "notebooks")
+    there = load_config("params/smoke/05_training.yaml")
+    assert there == here and there.common.output_dir == REPO_ROOT / "outputs/smoke"
+    assert there.section("training").train.annotations == REPO_ROOT / "outputs/smoke/toyworld/train.json"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=f"params file not found: params/smoke/nope.yaml .*{REPO_ROOT}"):
+        load_config("params/smoke/nope.yaml")
+
+
+def test_digests_spell_paths_under_the_root_relative_to_it():
+    from divergen_lib.config import method_values
+
+    assert method_values({"a": REPO_ROOT / "outputs/x", "b": Path("/elsewhere/y")}) == {
+        "a": "outputs/x",
+        "b": "/elsewhere/y",
+    }
+
+
+def test_the_command_line_reads_params_relative_to_the_shells_directory(tmp_path):
+    import subprocess
+    import sys
+
+    def cli(params: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "divergen_lib", "toyworld", "--params", params, "--set", f"output_dir={tmp_path}"]
+        return subprocess.run(cmd, cwd=REPO_ROOT / "notebooks", capture_output=True, text=True)
+
+    done = cli("../params/smoke/00_toyworld.yaml")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "toyworld/world.json").is_file()
+    done = cli("params/smoke/00_toyworld.yaml")  # typed in notebooks/: there is no such file there
+    assert done.returncode == 2 and "params file not found: notebooks/params/smoke/00_toyworld.yaml" in done.stderr
+    assert f"read from the repository root {REPO_ROOT})" in done.stderr

@@ -25,6 +25,7 @@ from divergen_lib.training.sources import run_inputs  # noqa: E402
 from divergen_lib.training.stage import run  # noqa: E402
 
 from .conftest import EXTRA_ID, interrupted_after, pool_runs, smoke_training  # noqa: E402
+from .test_predict import assert_predicts, user_images  # noqa: E402
 
 TINY_MODEL = [
     "MODEL.WEIGHTS", "",
@@ -118,6 +119,15 @@ def test_truncated_run_predicts_lvis_results_and_box_logits_of_its_targets(d2_ru
     assert logits.shape == (2, classes.num_classes) and np.isfinite(logits).all()
     with pytest.raises(InputError, match="categories"):
         inference.predict(output.eval_checkpoint, cfg, output.classes, images, cfg.val.image_root, "cpu")
+
+
+def test_predict_draws_a_detectron2_run_on_a_toy_image_and_a_real_photo(d2_run, pool_world, tmp_path):
+    _, output = d2_run
+    images = user_images(tmp_path / "mine", pool_world[0])
+    done = assert_predicts(output.out_dir, images, tmp_path / "truncated")
+    assert EXTRA_ID not in {c["id"] for c in done["listing"]["categories"]}
+    full = assert_predicts(output.checkpoint, images, tmp_path / "full")  # the checkpoint with the extra class
+    assert EXTRA_ID in {c["id"] for c in full["listing"]["categories"]}
 
 
 def test_box_logits_average_the_stages_of_a_cascade(tmp_path, smoke_world):

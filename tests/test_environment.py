@@ -48,7 +48,11 @@ def test_notebooks_have_one_parameters_cell_and_no_outputs():
         assert len(tagged) == 1, path.name
         assert "params_file" in "".join(tagged[0]["source"]), path.name
         code = [c for c in cells if c["cell_type"] == "code"]
-        assert all(not c["outputs"] and c["execution_count"] is None for c in code), f"{path.name}: strip outputs"
+        assert all(not c["outputs"] and c["execution_count"] is None for c in code), (
+            f"notebooks/{path.name} holds outputs (saved from JupyterLab?); strip them with "
+            f"`.venv/bin/nbstripout --keep-id notebooks/{path.name}`, or let `.venv/bin/pre-commit install` do it on "
+            "every commit"
+        )
         assert sum(c["cell_type"] == "markdown" for c in cells) >= len(code) // 2, f"{path.name}: explain the steps"
 
 

@@ -1,6 +1,7 @@
 """Notebooks executed headlessly through the same runner as run_all.sh."""
 
 import json
+import re
 import shutil
 import subprocess
 
@@ -8,6 +9,7 @@ import nbformat
 import pytest
 
 from divergen_lib.notebook_runner import NotebookFailure, plan, run_notebooks
+from divergen_lib.progress import PROGRESS_ENV, TEXT
 
 from .conftest import REPO_ROOT
 
@@ -55,13 +57,51 @@ def test_smoke_profile_runs_every_notebook_in_order_into_the_output_dir_it_is_gi
     assert [r["seeds"] for r in summary["rows"]] == [2, 2, 2] and len(summary["runs"]) == 6
     assert summary["rows"][1]["pool"] > 0 and summary["claims"][0]["claim"] == "generated data beats no generated data"
     assert (out / "figures/ablation.png").exists()
+    for executed in sorted((out / "notebooks").glob("*.ipynb")):
+        assert_reads_as_finished(nbformat.read(executed, as_version=4), executed.name)
+
+
+PROGRESS_COUNT = re.compile(r"(\d+)/(\d+) \[")
+
+
+def assert_reads_as_finished(notebook, name: str) -> None:
+    """An executed copy as a reader sees it: no stderr (shown pink, read as an error), no warning, no saved
+    progress widget (a frozen ``0%`` outside a live session), and every progress line at its final count."""
+    for index, cell in enumerate(c for c in notebook.cells if c.cell_type == "code"):
+        for output in cell.outputs:
+            where = f"{name} code cell {index}"
+            assert output.get("name") != "stderr", f"{where} writes to stderr: {output.get('text', '')[:300]}"
+            assert "application/vnd.jupyter.widget-view+json" not in output.get("data", {}), f"{where}: a widget"
+            text = output.get("text", "") + output.get("data", {}).get("text/plain", "")
+            assert "warning" not in text.lower(), f"{where} prints a warning: {text[:300]}"
+            for done, total in PROGRESS_COUNT.findall(text):
+                assert done == total, f"{where}: progress stopped at {done}/{total}"
+
+
+def test_a_notebook_runs_where_jupyter_starts_its_kernel_with_its_relative_params(tmp_path, monkeypatch):
+    """The route of a notebook opened in JupyterLab: the kernel starts in notebooks/, the parameters cell names
+    ``params/...`` relative to the repository root, and nothing needs ``%cd ..``."""
+    import papermill as pm
+
+    monkeypatch.setenv(PROGRESS_ENV, TEXT)
+    executed = tmp_path / "00_toyworld.ipynb"
+    pm.execute_notebook(
+        str(REPO_ROOT / "notebooks/00_toyworld.ipynb"),
+        str(executed),
+        parameters={"params_file": "params/smoke/00_toyworld.yaml", "overrides": [f"output_dir={tmp_path}"]},
+        cwd=str(REPO_ROOT / "notebooks"),
+        kernel_name="python3",
+        progress_bar=False,
+    )
+    assert (tmp_path / "toyworld/world.json").is_file() and (tmp_path / "figures").is_dir()
+    assert_reads_as_finished(nbformat.read(executed, as_version=4), executed.name)
 
 
 def test_failure_names_notebook_cell_and_executed_copy(tmp_path):
     root = tmp_path
     (root / "params" / "smoke").mkdir(parents=True)
     (root / "params" / "smoke" / "01_broken.yaml").write_text("")
-    (root / "params" / "smoke" / "common.yaml").write_text("profile: smoke\noutput_dir: outputs/smoke\n")
+    (root / "params" / "smoke" / "common.yaml").write_text(f"profile: smoke\noutput_dir: {root}/outputs/smoke\n")
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("params_file = ''\noverrides = []", metadata={"tags": ["parameters"]}),

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..evaluation.config import EvaluationConfig
+from ..progress import progress
 from ..training.config import RunSpec, TrainingConfig
 from ..training.layout import RunLayout
 
@@ -63,14 +62,14 @@ def run_tasks(tasks: list[RunTask], workers: int) -> list[dict[str, Any]]:
     """Every task's metrics, in task order; ``workers`` > 1 runs them in that many spawned processes that share
     the machine's cores."""
     if workers == 1 or len(tasks) <= 1:
-        return [run_one(t) for t in tqdm(tasks, desc="ablation runs", unit="run")]
+        return [run_one(t) for t in progress(tasks, desc="ablation runs", unit="run")]
     threads = max(1, (os.cpu_count() or 1) // workers)
     context = multiprocessing.get_context("spawn")
     results: dict[int, dict[str, Any]] = {}
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread_each, initargs=(threads,)) as pool:
         futures = {pool.submit(run_one, task, True): i for i, task in enumerate(tasks)}
         try:
-            for future in tqdm(as_completed(futures), total=len(futures), desc="ablation runs", unit="run"):
+            for future in progress(as_completed(futures), total=len(futures), desc="ablation runs", unit="run"):
                 results[futures[future]] = future.result()
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)  # an interrupted run resumes from its last.pth

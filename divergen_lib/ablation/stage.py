@@ -16,11 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from ..config import Config
 from ..distributed import require_single_process, resolve_device
 from ..formats import read_lvis, write_json
+from ..progress import progress
 from ..training.config import RunSpec, TrainingConfig
 from ..training.layout import RunLayout
 from .config import AblationConfig
@@ -60,7 +59,7 @@ def prepare_data(config: Config, sections: dict[str, VariantSections]) -> dict[s
 
     cfg: AblationConfig = config.section("ablation")
     unique = {s.dirs["filtration"]: s for s in sections.values()}
-    for variant in tqdm(list(unique.values()), desc="ablation data", unit="variant"):
+    for variant in progress(list(unique.values()), desc="ablation data", unit="variant"):
         prepare(config, variant)
     filt = config.section("filtration")
     device = resolve_device(config.common.device)

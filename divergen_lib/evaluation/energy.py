@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from scipy.special import logsumexp
 from scipy.stats import wasserstein_distance
-from tqdm.auto import tqdm
 
 from ..formats import annotation_mask, image_file, mask_bbox, read_image
+from ..progress import progress
 
 GROUPS = ("r", "c", "f")
 
@@ -56,7 +56,7 @@ def gt_energies(
         if ann["category_id"] in class_index:
             by_image.setdefault(ann["image_id"], []).append(ann)
     out: dict[str, list[float]] = {g: [] for g in GROUPS}
-    for info in tqdm(images, desc=desc, unit="img"):
+    for info in progress(images, desc=desc, unit="img"):
         anns = by_image.get(info["id"], [])
         if not anns:
             continue

@@ -14,6 +14,7 @@ from ..formats import image_file, read_image, rle_to_mask
 from ..viz import FREQUENCY_COLOURS, FREQUENCY_NAMES, overlay_instances
 
 BAR_METRICS = ("AP", "APr", "APc", "APf")
+PICTURE_MIN_SIDE = 480
 
 
 def plot_metric_bars(summary: Sequence[dict[str, Any]]) -> plt.Figure:
@@ -95,6 +96,29 @@ def plot_predictions(
                 ax.set_ylabel(run)
     fig.suptitle(f"predictions with score >= {min_score}")
     fig.tight_layout()
+    return fig
+
+
+def plot_detections(
+    pixels: np.ndarray, detections: Sequence[dict[str, Any]], names: dict[int, str], min_score: float
+) -> plt.Figure:
+    """One image with its detections of score >= ``min_score``: masks tinted and outlined, boxes, and ``name score``
+    labels (highest score drawn last, on top). Saved at dpi 100 without cropping, the picture is the image's size,
+    enlarged to :data:`PICTURE_MIN_SIDE` pixels on its longer side when smaller, so labels stay readable."""
+    shown = sorted((d for d in detections if d["score"] >= min_score), key=lambda d: d["score"])
+    height, width = pixels.shape[:2]
+    scale = max(1.0, PICTURE_MIN_SIDE / max(height, width))
+    fig = plt.figure(figsize=(width * scale / 100, height * scale / 100), dpi=100)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    masks = [rle_to_mask(d["segmentation"]) for d in shown if "segmentation" in d]
+    ax.imshow(overlay_instances(pixels, masks) if masks else pixels)
+    for k, det in enumerate(shown):
+        x, y, w, h = det["bbox"]
+        colour = plt.get_cmap("tab10")(k % 10)
+        ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, edgecolor=colour, linewidth=1.5))
+        label = f"{names.get(det['category_id'], det['category_id'])} {det['score']:.2f}"
+        ax.text(x, y, label, fontsize=7, color="white", va="bottom", bbox={"facecolor": colour, "pad": 1, "lw": 0})
+    ax.set_axis_off()
     return fig
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 @dataclass(frozen=True)
 class EvaluationLayout:
     """In a run folder (``<output_dir>/training/<run>/``): ``results_val.json`` (LVIS results of the evaluation
-    checkpoint), ``metrics.json`` (LVIS AP per IoU type and per category) and ``energy.json`` (free energies on
-    ground-truth boxes of train and val images, and the train-val gap)."""
+    checkpoint), ``metrics.json`` (LVIS AP per IoU type and per category), ``energy.json`` (free energies on
+    ground-truth boxes of train and val images, and the train-val gap) and ``predict/`` (notebook 06's pictures of
+    the run's detections on chosen images)."""
 
     root: Path
 
@@ -25,3 +26,7 @@ class EvaluationLayout:
     @property
     def energy(self) -> Path:
         return self.root / "energy.json"
+
+    @property
+    def predictions(self) -> Path:
+        return self.root / "predict"

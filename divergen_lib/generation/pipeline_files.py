@@ -10,6 +10,7 @@ from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 from huggingface_hub.utils import validate_repo_id
 
 from ..config import ConfigError
+from ..paths import from_root
 
 
 def _is_repo_id(text: str) -> bool:
@@ -23,10 +24,11 @@ def _is_repo_id(text: str) -> bool:
 def locate_pipeline(path: str | None, what: str, allow_download: bool) -> tuple[str, Path]:
     """(what to pass to ``from_pretrained``, the folder holding its ``model_index.json``), or one ConfigError.
 
-    A repo id is looked up in the local cache only, unless ``allow_download``."""
+    A relative folder is taken from the repository root; a repo id is looked up in the local cache only, unless
+    ``allow_download``."""
     if not path:
         raise ConfigError(f"{what}: no path given (a diffusers pipeline folder or Hugging Face repo id)")
-    local = Path(path).expanduser()
+    local = from_root(Path(path).expanduser())
     if local.exists():
         if not (local / "model_index.json").is_file():
             raise ConfigError(f"{what}: no diffusers pipeline at {local} (no model_index.json)")

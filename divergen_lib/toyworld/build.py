@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..config import method_values, settings_digest
 from ..formats import (
@@ -21,6 +20,7 @@ from ..formats import (
     write_lvis,
     write_png,
 )
+from ..progress import progress
 from .catalog import CategorySpec, make_catalog, spec_from_dict, spec_to_dict
 from .config import ToyWorldConfig
 from .layout import SPLITS, ToyWorldLayout
@@ -147,7 +147,7 @@ def _split_dataset(
     split_code = SPLITS.index(split)
     images, annotations = [], []
     all_cat_ids = [s.id for s in specs]
-    for index, cats in enumerate(tqdm(contents, desc=f"toy world {split}", leave=False)):
+    for index, cats in enumerate(progress(contents, desc=f"toy world {split}", leave=False)):
         image_id = split_code * 1_000_000 + index + 1
         rng = _seed_sequence(seed, split_code, index)
         pixels, objects = _compose(specs, cats, cfg, rng, narrow)

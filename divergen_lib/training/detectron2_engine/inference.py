@@ -15,12 +15,12 @@ from detectron2.modeling import GeneralizedRCNN, build_model
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes
 from PIL import Image
-from tqdm.auto import tqdm
 
 from ...distributed import resolve_device
 from ...errors import InputError
 from ...formats import image_file, read_image
 from ...formats.results import detections_to_results
+from ...progress import progress
 from ..checkpoints import load_checkpoint
 from ..classes import ClassMap
 from ..config import TestSettings, TrainingConfig
@@ -77,7 +77,7 @@ def predict_images(
     """LVIS results (dataset category ids, boxes, RLE masks, at most ``test.max_detections`` per image)."""
     ids = np.asarray(classes.category_ids)
     results: list[dict[str, Any]] = []
-    for start in tqdm(range(0, len(images), test.batch_size), desc="predict", unit="batch"):
+    for start in progress(range(0, len(images), test.batch_size), desc="predict", unit="batch"):
         batch = images[start : start + test.batch_size]
         inputs = [_test_input(read_image(image_file(img, image_root)), d2)[0] for img in batch]
         for img, given, out in zip(batch, inputs, model.inference(inputs, do_postprocess=False), strict=True):
@@ -129,7 +129,7 @@ class Detectron2Detector:
     had extra classes; EMA weights when present)."""
 
     def __init__(self, run: RunOutput, device: str) -> None:
-        self.classes = run.classes.truncated() if run.classes.has_extras else run.classes
+        self.classes = run.eval_classes
         self.test = run.config.test
         self.model, self.d2 = load_model(run.eval_checkpoint, run.config, self.classes, device)
 

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ...formats import image_file, read_image
 from ...formats.results import detections_to_results
+from ...progress import progress
 from ..classes import ClassMap
 from ..config import TestSettings
 from ..run import RunOutput
@@ -30,7 +30,7 @@ def predict(
     dev = next(model.parameters()).device
     ids = np.asarray(classes.category_ids)
     results: list[dict[str, Any]] = []
-    for start in tqdm(range(0, len(images), test.batch_size), desc="predict", unit="batch"):
+    for start in progress(range(0, len(images), test.batch_size), desc="predict", unit="batch"):
         batch = images[start : start + test.batch_size]
         tensors = [
             torch.tensor(read_image(image_file(img, image_root))).permute(2, 0, 1).float().div(255).to(dev)

@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from ...config import method_values
 from ...distributed import DistInfo, barrier, dist_info, init_process_group, resolve_device, unwrap_ddp
+from ...progress import progress
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..classes import ClassMap
 from ..config import Solver, TorchvisionModel, TrainingConfig
@@ -123,7 +123,7 @@ def train(cfg: TrainingConfig, inputs: RunInputs, run: RunLayout, device: str = 
         pin_memory=dev.type == "cuda",
     )
     state.model.train()
-    bar = tqdm(total=solver.iterations, initial=state.step, desc=f"train {run.name}", disable=not info.is_main)
+    bar = progress(total=solver.iterations, initial=state.step, desc=f"train {run.name}", disable=not info.is_main)
     for samples in one_line_worker_errors(loader):
         lr = state.optimizer.param_groups[0]["lr"]
         losses = _step(state, samples, solver, dev, seed, info)
