@@ -17,7 +17,7 @@ from .config import load_config
 from .errors import InputError
 from .paths import from_command_line
 from .registry import load_target
-from .stages import STAGES
+from .stages import STAGES, ManifestResult, StageResult, failed_rows
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -100,10 +100,23 @@ def main(argv: list[str] | None = None) -> int:
         if args.figures:
             for path in load_target(stage.figures)(result, config).values():
                 print(f"{args.command}: figure -> {path}")
-        return 0
+        return _report_failed(args.command, result)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _report_failed(command: str, result: StageResult) -> int:
+    """Exit status 1 and one line when items failed (their manifest rows say why; a rerun retries them)."""
+    failed = failed_rows(result)
+    if not failed or not isinstance(result, ManifestResult):
+        return 0
+    print(
+        f"{command}: {len(failed)} of {len(result.rows or [])} item(s) failed (first: {failed[0].get('reason')}); "
+        f"their rows in {result.manifest_path} say why, and a rerun retries them",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _evaluate_results(args: argparse.Namespace) -> int:

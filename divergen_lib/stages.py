@@ -9,7 +9,8 @@ Contract of a stage's targets:
 * ``config``: a frozen dataclass, the params section; it imports no torch. Settings that only shape figures and
   tables sit in its ``report`` block, which never reaches a cache key or a settings digest.
 * ``run(config: Config) -> StageResult``: does the work (resumable where the stage is long) and returns an object
-  with ``out_dir``, the folder it wrote.
+  with ``out_dir``, the folder it wrote; a stage that works item by item returns a :class:`ManifestResult`, whose
+  ``error`` rows are the items that failed (the command line then exits 1; a rerun retries them).
 * ``figures(result, config: Config) -> dict[str, Path]``: saves the stage's figures under
   ``<output_dir>/figures/`` (what the notebook shows; ``--figures`` on the command line).
 * ``inputs(section) -> Iterator[preflight.Check]``: the datasets, weights and packages the section needs that no
@@ -22,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .registry import Registry
 
@@ -34,6 +35,26 @@ class StageResult(Protocol):
 
     @property
     def out_dir(self) -> Path: ...
+
+
+@runtime_checkable
+class ManifestResult(Protocol):
+    """A stage result with one manifest row per item (rank 0; ``None`` on the other torchrun ranks)."""
+
+    @property
+    def out_dir(self) -> Path: ...
+
+    @property
+    def manifest_path(self) -> Path: ...
+
+    rows: list[dict[str, Any]] | None
+
+
+def failed_rows(result: StageResult) -> list[dict[str, Any]]:
+    """The manifest rows of ``result`` whose item failed (``status: error``); none for other results."""
+    if not isinstance(result, ManifestResult):
+        return []
+    return [row for row in result.rows or [] if row.get("status") == "error"]
 
 
 class ResultList(list[T]):

@@ -35,8 +35,8 @@ CODE_RAN = "code from a file ran"  # what the files that would run code print if
 class Case:
     """``build(tmp_path, fixture)`` makes the bad input and returns what to run; the one-line error must match
     ``expected``, and the CLI writes no file unless ``writes_nothing`` is false. With ``error_row_in`` (a manifest
-    under ``tmp_path``) the CLI completes instead, and the manifest has exactly one ``error`` row, whose reason
-    matches ``expected``."""
+    under ``tmp_path``) the CLI completes instead and exits 1 with one line counting the failed items, and the
+    manifest has exactly one ``error`` row, whose reason matches ``expected``."""
 
     description: str
     build: Callable[[Path, Fixture], Target]
@@ -283,12 +283,31 @@ def test_bad_input_is_one_clear_error(case, tmp_path, request, capsys):
         return
     done = run_cli(*target)
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    if case.error_row_in is not None:
-        assert done.returncode == 0, done.stderr[-3000:]
-        errors = [r for r in read_manifest(tmp_path / case.error_row_in) if r["status"] == "error"]
+    if case.error_row_in is not None:  # the stage goes on, then exits 1 saying how many items failed
+        manifest = tmp_path / case.error_row_in
+        failed = re.findall(
+            r"^\w+: (\d+) of \d+ item\(s\) failed \(first: (.*)\); their rows in (\S+) ", done.stderr, re.M
+        )
+        assert done.returncode == 1 and len(failed) == 1, done.stderr[-3000:]
+        assert failed[0][0] == "1" and re.search(case.expected, failed[0][1]) and failed[0][2] == str(manifest)
+        errors = [r for r in read_manifest(manifest) if r["status"] == "error"]
         assert len(errors) == 1 and re.search(case.expected, errors[0]["reason"]), errors
         return
     messages = re.findall(r"error: (.*)", done.stderr)  # after a progress bar's last state, if one was shown
     assert done.returncode == 2 and len(messages) == 1, done.stderr[-3000:]
     assert re.search(case.expected, messages[0]), messages[0]
     assert files_under(tmp_path) == before or not case.writes_nothing
+
+
+def test_a_failed_item_fixed_before_the_rerun_ends_with_exit_status_0(tmp_path, request):
+    """The route after a transient fault: the stage exits 1 naming the count, the cause is fixed (here the image is
+    restored), and the rerun retries only that item and exits 0."""
+    generation = request.getfixturevalue("smoke_generation")
+    target = corrupt_generated_png(tmp_path, request.getfixturevalue)
+    assert run_cli(*target).returncode == 1
+    broken = generation.rows[0]["path"]
+    shutil.copy(generation.out_dir / broken, tmp_path / "generation" / broken)
+    done = run_cli(*target)
+    assert done.returncode == 0 and "item(s) failed" not in done.stderr, done.stderr[-3000:]
+    assert re.search(r"\d+ already done, 1 failed before and retried", done.stderr), done.stderr[-3000:]
+    assert not [r for r in read_manifest(tmp_path / "annotation/manifest.jsonl") if r["status"] == "error"]

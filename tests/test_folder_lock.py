@@ -14,7 +14,7 @@ import pytest
 from divergen_lib.errors import InputError
 from divergen_lib.folder_lock import LOCK_NAME, folder_lock
 
-from .conftest import REPO_ROOT, run_cli, smoke_generation_overrides
+from .conftest import REPO_ROOT, run_cli, smoke_generation_overrides, smoke_training_overrides
 
 HOLD = "import sys, time\nfrom divergen_lib.folder_lock import folder_lock\nwith folder_lock(sys.argv[1]):\n"
 HOLD += "    print('held', flush=True)\n    time.sleep(120)\n"
@@ -64,6 +64,20 @@ def test_cli_generate_into_a_folder_another_run_writes_is_one_line(tmp_path, smo
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"is being written by pid {proc.pid}" in done.stderr
     assert not (out / "generation" / "manifest.jsonl").exists() and os.listdir(out / "generation") == [LOCK_NAME]
+
+
+def test_cli_train_of_a_run_another_process_trains_is_one_line(tmp_path, smoke_world):
+    out = tmp_path / "out"
+    proc = holder(out / "training" / "baseline")
+    try:
+        sets = [x for s in smoke_training_overrides(out, smoke_world) for x in ("--set", s)]
+        done = run_cli("train", "--params", "params/smoke/05_training.yaml", *sets)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"is being written by pid {proc.pid}" in done.stderr
+    assert os.listdir(out / "training" / "baseline") == [LOCK_NAME]  # no run.json, no checkpoint
 
 
 def test_a_run_that_writes_nothing_leaves_no_folder(tmp_path):

@@ -3,11 +3,13 @@ found finished) by the engine ``training.engine`` names, then truncated when it 
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from ..config import method_values
 from ..distributed import dist_info
 from ..errors import InputError
+from ..folder_lock import folder_lock
 from ..formats import read_json, write_json
 from .classes import write_class_map
 from .config import RunSpec, TrainingConfig
@@ -19,7 +21,13 @@ from .truncation import truncate_checkpoint_file
 
 
 def train_run(cfg: TrainingConfig, spec: RunSpec, run: RunLayout, profile_seed: int, device: str) -> RunOutput:
-    """Train one run (resuming if interrupted) and truncate it when it has extra categories."""
+    """Train one run (resuming if interrupted) and truncate it when it has extra categories, holding the run
+    folder's writer lock (rank 0; :mod:`..folder_lock`): a second process training the same run is refused."""
+    with folder_lock(run.root) if dist_info().is_main else contextlib.nullcontext():
+        return _train_run(cfg, spec, run, profile_seed, device)
+
+
+def _train_run(cfg: TrainingConfig, spec: RunSpec, run: RunLayout, profile_seed: int, device: str) -> RunOutput:
     inputs = run_inputs(cfg, spec, profile_seed)
     run_json = method_values({"run": spec.name, "pool": spec.pool, "seed": inputs.seed, "training": cfg})
     _refuse_other_settings(run, run_json)
