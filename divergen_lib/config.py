@@ -100,8 +100,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
-    """Check ``value`` against type ``tp`` (converting str->Path, int->float, list->tuple)."""
+def _coerce(value: Any, tp: Any, key: str, origin: str, origins: dict[str, str]) -> Any:
+    """Check ``value`` against type ``tp`` (converting str->Path, int->float, list->tuple); ``origin`` set it, and
+    ``origins`` says who set the dotted keys inside it."""
 
     def fail(expected: str) -> typing.NoReturn:
         raise ConfigError(f"{origin}: {key}: expected {expected}, got {value!r}")
@@ -109,7 +110,7 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
     hint_origin = typing.get_origin(tp)
     if hint_origin is Annotated:
         base, *extra = typing.get_args(tp)
-        out = _coerce(value, base, key, origin)
+        out = _coerce(value, base, key, origin, origins)
         for choice in (m for m in extra if isinstance(m, Choice)):
             if out not in choice.registry:
                 fail("one of " + ", ".join(repr(name) for name in choice.registry.names()))
@@ -122,10 +123,10 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
             return None
         candidates = [a for a in args if a is not type(None)]
         if len(candidates) == 1:  # an optional value: its own type's message says what is wrong
-            return _coerce(value, candidates[0], key, origin)
+            return _coerce(value, candidates[0], key, origin, origins)
         for arg in candidates:
             try:
-                return _coerce(value, arg, key, origin)
+                return _coerce(value, arg, key, origin, origins)
             except ConfigError:
                 continue
         fail(" or ".join(_type_name(a) for a in args))
@@ -140,18 +141,19 @@ def _coerce(value: Any, tp: Any, key: str, origin: str) -> Any:
         if hint_origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
             if len(value) != len(args):
                 fail(f"a list of {len(args)} values")
-            return tuple(_coerce(v, a, f"{key}[{i}]", origin) for i, (v, a) in enumerate(zip(value, args, strict=True)))
-        items = [_coerce(v, args[0], f"{key}[{i}]", origin) for i, v in enumerate(value)]
+            pairs = enumerate(zip(value, args, strict=True))
+            return tuple(_coerce(v, a, f"{key}[{i}]", origin, origins) for i, (v, a) in pairs)
+        items = [_coerce(v, args[0], f"{key}[{i}]", origin, origins) for i, v in enumerate(value)]
         return tuple(items) if hint_origin is tuple else items
     if hint_origin is dict:
         if not isinstance(value, dict):
             fail("a mapping")
         _, vt = typing.get_args(tp)
-        return {str(k): _coerce(v, vt, f"{key}.{k}", origin) for k, v in value.items()}
+        return {str(k): _coerce(v, vt, f"{key}.{k}", origin, origins) for k, v in value.items()}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             fail("a mapping")
-        return _build(tp, value, key, {}, origin)
+        return _build(tp, value, key, origins, origin)
     if tp is Any:
         return value
     if tp is bool:
@@ -188,7 +190,7 @@ def _build(cls: type, values: dict, prefix: str, origins: dict[str, str], defaul
         if key not in fields:
             known = ", ".join(sorted(fields))
             raise ConfigError(f"{origin}: unknown key {dotted!r} (known keys: {known})")
-        kwargs[key] = _coerce(value, hints[key], dotted, origin)
+        kwargs[key] = _coerce(value, hints[key], dotted, origin, origins)
     for name, f in fields.items():
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             dotted = f"{prefix}.{name}" if prefix else name
@@ -268,7 +270,11 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Confi
     origins: dict[str, str] = {}
     merged: dict = {}
     common_path = path.parent / COMMON_FILE
-    if from_root(common_path).is_file() and from_root(common_path).resolve() != from_root(path).resolve():
+    common_file = from_root(common_path)
+    if common_file.is_symlink() and not common_file.exists():
+        target = os.readlink(common_file)
+        raise ConfigError(f"{common_path}: a link to {target}, which does not exist (fix or remove the link)")
+    if common_file.is_file() and common_file.resolve() != from_root(path).resolve():
         merged = _merge(merged, _read_yaml(common_path), str(common_path), origins)
     merged = _merge(merged, _read_yaml(path), str(path), origins)
     for text in overrides:
@@ -344,6 +350,16 @@ def method_values(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [method_values(v) for v in value]
     return for_display(value) if isinstance(value, Path) else value
+
+
+# settings of a model or method that never change its outputs: its name (already in each item's id), how many items
+# go through it at once, whether its weights may be downloaded
+EXECUTION_ONLY = ("name", "batch_size", "allow_download")
+
+
+def output_settings(component: Any) -> dict[str, Any]:
+    """The method values of a model / method config that decide its outputs (:data:`EXECUTION_ONLY` left out)."""
+    return {k: v for k, v in method_values(component).items() if k not in EXECUTION_ONLY}
 
 
 def settings_digest(*parts: Any, length: int = 16) -> str:

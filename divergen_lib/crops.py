@@ -18,32 +18,38 @@ import cv2
 import numpy as np
 
 from .errors import InputError
-from .formats import annotation_mask, image_file, read_image
+from .formats import annotation_mask, check_same_size, image_file, read_image
 
 log = logging.getLogger(__name__)
 
 Fill = Literal["blur", "white", "black", "original"]
 
 
-def _check(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The mask as bool, after checking it matches the image and is not empty."""
+def _check(image: np.ndarray, mask: np.ndarray, source: str) -> np.ndarray:
+    """The mask as bool, after checking it matches the image and is not empty (``source`` names them in errors)."""
+    where = f"{source}: " if source else ""
     if image.ndim != 3 or image.shape[2] != 3:
-        raise InputError(f"expected an HxWx3 image, got shape {image.shape}")
+        raise InputError(f"{where}expected an HxWx3 image, got shape {image.shape}")
     mask = np.asarray(mask).astype(bool)
-    if mask.shape != image.shape[:2]:
-        raise InputError(f"mask shape {mask.shape} does not match image shape {image.shape[:2]}")
+    check_same_size(mask, image, f"{where}mask")
     if not mask.any():
-        raise InputError("empty mask: no instance pixels")
+        raise InputError(f"{where}empty mask: no instance pixels")
     return mask
 
 
 def instance_crop(
-    image: np.ndarray, mask: np.ndarray, padding: int = 40, fill: Fill = "blur", blur_kernel: int = 10
+    image: np.ndarray,
+    mask: np.ndarray,
+    padding: int = 40,
+    fill: Fill = "blur",
+    blur_kernel: int = 10,
+    source: str = "",
 ) -> np.ndarray:
     """DiverGen's crop of a real instance: pixels outside ``mask`` filled (``blur``: ``cv2.blur`` of the image with
     a ``blur_kernel`` square kernel; ``white``; ``black``; ``original``: untouched), then the mask's tight box
-    enlarged by ``padding`` px on each side and clipped to the image. Returns a new uint8 HxWx3 array."""
-    mask = _check(image, mask)
+    enlarged by ``padding`` px on each side and clipped to the image. Returns a new uint8 HxWx3 array; ``source``
+    (e.g. the image file and annotation id) names the instance in errors."""
+    mask = _check(image, mask, source)
     if padding < 0:
         raise InputError(f"padding must be >= 0, got {padding}")
     if fill == "blur":
@@ -65,9 +71,12 @@ def instance_crop(
     return np.ascontiguousarray(filled[y0:y1, x0:x1])
 
 
-def generated_instance(image: np.ndarray, mask: np.ndarray, background: tuple[int, int, int] = (0, 0, 0)) -> np.ndarray:
-    """The whole generated image with pixels outside ``mask`` set to ``background`` (uint8 HxWx3, a new array)."""
-    mask = _check(image, mask)
+def generated_instance(
+    image: np.ndarray, mask: np.ndarray, background: tuple[int, int, int] = (0, 0, 0), source: str = ""
+) -> np.ndarray:
+    """The whole generated image with pixels outside ``mask`` set to ``background`` (uint8 HxWx3, a new array);
+    ``source`` (e.g. the image file) names the instance in errors."""
+    mask = _check(image, mask, source)
     colour = np.asarray(background, dtype=image.dtype)
     return np.where(mask[..., None], image, colour)
 
@@ -98,6 +107,7 @@ def annotation_crops(
         mask = annotation_mask(ann, info["height"], info["width"])
         if pixels is None or not mask.any():
             continue
-        crops.append(instance_crop(pixels, mask, padding=padding, blur_kernel=blur_kernel))
+        source = f"{image_file(info, image_root)} (annotation {ann['id']})"
+        crops.append(instance_crop(pixels, mask, padding=padding, blur_kernel=blur_kernel, source=source))
         used.append(ann)
     return crops, used

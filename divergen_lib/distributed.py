@@ -3,7 +3,8 @@
 Every heavy stage runs its per-item work through :func:`resumable_map`: each rank appends finished rows to
 its own shard manifest (one fsync'd line per item), so a killed run loses at most the item in flight; a
 rerun first clears the temp files of writes the kill cut short (:func:`stage_session`), then
-skips every id already recorded by any shard; rank 0 merges the shards into one manifest whose row
+skips every id already recorded by any shard (unless its row is an error, or was made by other settings: each
+row records the digest of the settings that made it); rank 0 merges the shards into one manifest whose row
 order follows the input ids, so the result does not depend on the number of processes.
 """
 
@@ -13,20 +14,23 @@ import contextlib
 import logging
 import os
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import DiskFullError, no_space_left
 from .folder_lock import folder_lock
-from .formats import append_row, read_manifest, remove_temp_files, write_manifest
+from .formats import append_row, appending, read_manifest, remove_temp_files, write_manifest
 from .progress import progress
 
 if TYPE_CHECKING:
     from torch.nn import Module
 
 log = logging.getLogger(__name__)
+
+SETTINGS_KEY = "settings"  # the manifest column holding the digest of the settings that made a row
 
 
 @dataclass(frozen=True)
@@ -122,16 +126,30 @@ def _failed(row: dict[str, Any]) -> bool:
     return row.get("status") == "error"
 
 
-def completed_rows(out_dir: Path, name: str) -> dict[str, dict[str, Any]]:
-    """Rows recorded by any shard of any earlier run (whatever its world size), keyed by id: an item's first
-    successful row, else its last error row (error rows are retried by the next run, see :func:`resumable_map`)."""
+def is_done(row: dict[str, Any] | None, digest: str | None = None) -> bool:
+    """Whether ``row`` finishes its item: it exists, did not fail and (given the item's settings ``digest``) was made
+    by those settings."""
+    return row is not None and not _failed(row) and (digest is None or row.get(SETTINGS_KEY) == digest)
+
+
+def completed_rows(out_dir: Path, name: str, settings: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Rows recorded by any shard of any earlier run (whatever its world size), keyed by id: an item's first row
+    that :func:`is_done` (by its digest in ``settings``, id -> digest, when given), else the last row read (an error or
+    one made by other settings, which the next run redoes, see :func:`resumable_map`)."""
+    settings = settings or {}
     done: dict[str, dict[str, Any]] = {}
     for path in sorted((out_dir / "shards").glob(f"{name}.rank*-of-*.jsonl")):
         for row in read_manifest(path, tolerate_torn_tail=True):
             earlier = done.get(row["id"])
-            if earlier is None or _failed(earlier):  # a success stays; a later row replaces an error
+            if earlier is None or not is_done(earlier, settings.get(row["id"])):  # a finished row stays
                 done[row["id"]] = row
     return done
+
+
+def has_pending(out_dir: Path, name: str, settings: Mapping[str, str]) -> bool:
+    """Whether any item of ``settings`` (id -> digest) is not done yet: a stage builds its model only then."""
+    done = completed_rows(out_dir, name, settings)
+    return any(not is_done(done.get(i), digest) for i, digest in settings.items())
 
 
 def _rewrite_without_torn_tail(path: Path) -> None:
@@ -151,6 +169,7 @@ def resumable_map(
     record_errors: bool = True,
     desc: str | None = None,
     batch_size: int | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]] | None:
     """Apply ``fn`` to this rank's share of ``items``, skipping ids already done, and merge the shards.
 
@@ -159,6 +178,10 @@ def resumable_map(
     ``record_errors`` an exception becomes a row ``{"id", "status": "error", "reason"}`` and the map goes on;
     every later run retries the items whose row is an error (a row with ``status: error`` written by ``fn`` too),
     so a transient fault (a full disk, a network file system, an out-of-memory batch) loses nothing.
+
+    ``settings`` (id -> a digest of the method settings that decide the item's output, e.g.
+    :func:`..config.settings_digest` of the item and its model's settings) is recorded in each row; a later run whose
+    digest of an id differs redoes that item, so no row outlives the settings that made it.
 
     With ``batch_size``, ``fn`` takes a list of up to that many items and returns one row per item; a failing
     batch is retried item by item so that only the culprit gets an error row.
@@ -172,35 +195,38 @@ def resumable_map(
     if len(set(ids)) != len(ids):
         raise ValueError(f"{name}: work item ids are not unique")
     mine = shard(list(zip(ids, items, strict=True)), info.rank, info.world_size)
-    done = completed_rows(out_dir, name)
-    todo = [(i, item) for i, item in mine if i not in done or _failed(done[i])]  # failed items are retried
+    digests = settings or {}
+    done = completed_rows(out_dir, name, digests)
+    todo = [(i, item) for i, item in mine if not is_done(done.get(i), digests.get(i))]
     own_shard = shard_path(out_dir, name, info.rank, info.world_size)
     own_shard.parent.mkdir(parents=True, exist_ok=True)
     _rewrite_without_torn_tail(own_shard)
     if mine:
-        retried = sum(i in done for i, _ in todo)
+        retried = sum(i in done and _failed(done[i]) for i, _ in todo)
         log.info(
-            "%s: rank %d has %d items, %d already done, %d failed before and retried",
+            "%s: rank %d has %d items, %d already done, %d failed before and retried, %d made by other settings "
+            "and redone",
             name,
             info.rank,
             len(mine),
             len(mine) - len(todo),
             retried,
+            sum(i in done for i, _ in todo) - retried,
         )
     call: Callable[[list[Any]], list[dict[str, Any]]] = fn if batch_size else lambda batch: [fn(batch[0])]
     step = batch_size or 1
     batches = [todo[k : k + step] for k in range(0, len(todo), step)]
-    with open(own_shard, "a", encoding="utf-8") as fh:
+    with appending(own_shard) as fh:
         bar = progress(total=len(todo), desc=desc or name, disable=not info.is_main or not todo, leave=False)
         for batch in batches:
             for item_id, row in zip([i for i, _ in batch], _run_batch(call, batch, name, record_errors), strict=True):
-                append_row(fh, {"id": item_id, **row})
+                append_row(fh, {"id": item_id, **row} | ({SETTINGS_KEY: digests[item_id]} if settings else {}))
             bar.update(len(batch))
         bar.close()
     barrier()
     if not info.is_main:
         return None
-    return merge_shards(out_dir, name, ids)
+    return merge_shards(out_dir, name, ids, settings)
 
 
 def _run_batch(
@@ -214,22 +240,25 @@ def _run_batch(
             raise RuntimeError(f"{name}: {len(rows)} rows for a batch of {len(items)} items")
         return rows
     except Exception as err:  # noqa: BLE001 - recorded per item by design
-        if not record_errors:
-            raise
+        if not record_errors or no_space_left(err) or isinstance(err, DiskFullError):
+            raise  # a full disk stops the stage: every later item would fail too, and the rerun does them
         if len(batch) > 1:
             return [_run_batch(call, [pair], name, record_errors)[0] for pair in batch]
         log.debug("%s: %s failed\n%s", name, batch[0][0], traceback.format_exc())
         return [{"status": "error", "reason": f"{type(err).__name__}: {err}"}]
 
 
-def merge_shards(out_dir: str | os.PathLike, name: str, ids: Sequence[str]) -> list[dict[str, Any]]:
+def merge_shards(
+    out_dir: str | os.PathLike, name: str, ids: Sequence[str], settings: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """Merge every shard of ``name`` into ``<out_dir>/<name>.jsonl``, rows in ``ids`` order.
 
-    Raises if an id has no row yet (a rank has not finished).
+    Raises if an id has no row by its current ``settings`` yet (a rank has not finished).
     """
     out_dir = Path(out_dir)
-    done = completed_rows(out_dir, name)
-    missing = [i for i in ids if i not in done]
+    settings = settings or {}
+    done = completed_rows(out_dir, name, settings)
+    missing = [i for i in ids if i not in done or not (_failed(done[i]) or is_done(done[i], settings.get(i)))]
     if missing:
         raise RuntimeError(f"{name}: {len(missing)} ids have no result yet (first: {missing[0]}); rerun the stage")
     rows = [done[i] for i in ids]

@@ -1,4 +1,6 @@
-"""Figures shared by the notebooks: instance overlays, example grids, long-tail histograms."""
+"""Figures shared by the notebooks: instance overlays, example grids, long-tail histograms. Importing it sets the
+project's matplotlib settings (each stage imports it before plotting): the Agg backend unless ``MPLBACKEND`` says
+otherwise, and text without mathtext, so that any category name can be a label."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
+matplotlib.rcParams["text.parse_math"] = False  # names are plain text: a '$' in a category name is not mathtext
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402

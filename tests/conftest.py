@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import numpy as np
 import pytest
 
 from divergen_lib.config import load_config
-from divergen_lib.formats import PoolEntry, read_lvis, write_instance_pool, write_png
+from divergen_lib.formats import PoolEntry, encode_png, read_lvis, write_instance_pool, write_png
 from divergen_lib.toyworld import build_toyworld
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +85,14 @@ def interrupted_after(cls: type, n_calls: int):
             yield
     finally:
         cls.__call__ = original
+
+
+def png_claiming(width, height):
+    """An RGBA PNG whose header says ``width``×``height`` (its data holds one pixel): only decoding would tell."""
+    data = bytearray(encode_png(np.zeros((1, 1, 4), np.uint8)))
+    struct.pack_into(">II", data, 16, width, height)  # IHDR data follows the signature, chunk length and type
+    struct.pack_into(">I", data, 29, zlib.crc32(data[12:29]))
+    return bytes(data)
 
 
 def rgba(h, w, colour):

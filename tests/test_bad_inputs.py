@@ -18,11 +18,30 @@ import numpy as np
 import pytest
 import torch
 
+from divergen_lib.crops import annotation_crops
 from divergen_lib.errors import InputError
-from divergen_lib.formats import image_file, read_lvis, read_manifest, write_json, write_png
-from divergen_lib.training.checkpoints import load_checkpoint
+from divergen_lib.evaluation.metrics_file import metrics_record
+from divergen_lib.formats import (
+    PoolEntry,
+    image_file,
+    read_lvis,
+    read_manifest,
+    resolve_pool_paths,
+    write_json,
+    write_png,
+)
+from divergen_lib.training.checkpoints import load_checkpoint, save_checkpoint
+from divergen_lib.training.data import PoolCrops
 
-from .conftest import REPO_ROOT, SMOKE_TRAINING, run_cli, smoke_training, smoke_training_overrides
+from .conftest import (
+    REPO_ROOT,
+    SMOKE_TRAINING,
+    png_claiming,
+    run_cli,
+    smoke_generation_overrides,
+    smoke_training,
+    smoke_training_overrides,
+)
 
 SMOKE = REPO_ROOT / "params" / "smoke"
 
@@ -55,13 +74,36 @@ def train(tmp_path: Path, fixture: Fixture, *overrides: str) -> list[str]:
     return cli("train", SMOKE_TRAINING, *defaults, *overrides)
 
 
-def train_with_pool(pool_text: str) -> Callable[[Path, Fixture], Target]:
-    """Training with a pool json of ``pool_text`` beside a crop ``crop.png``."""
+PoolFiles = dict[str, np.ndarray | bytes]  # file name -> image array, or the file's bytes
+OPAQUE_CROP: PoolFiles = {"crop.png": np.full((8, 8, 4), 255, np.uint8)}
+
+
+def write_pool_files(folder: Path, files: PoolFiles) -> None:
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (folder / name).write_bytes(content)
+        else:
+            write_png(content, folder / name)
+
+
+def train_with_pool(pool_text: str, files: PoolFiles = OPAQUE_CROP) -> Callable[[Path, Fixture], Target]:
+    """Training with a pool json of ``pool_text`` beside ``files`` (by default an RGBA crop ``crop.png``)."""
 
     def build(tmp_path: Path, fixture: Fixture) -> Target:
-        write_png(np.full((8, 8, 4), 255, np.uint8), tmp_path / "crop.png")
+        write_pool_files(tmp_path, files)
         (tmp_path / "pool.json").write_text(pool_text)
         return train(tmp_path, fixture, f"training.runs=[{{name: pasted, pool: {tmp_path / 'pool.json'}}}]")
+
+    return build
+
+
+def draw_pool_entry(entry: str, files: PoolFiles) -> Callable[[Path, Fixture], Target]:
+    """Training's draw of the pool entry ``entry`` (paths relative to ``files``' folder) of category 1."""
+
+    def build(tmp_path: Path, fixture: Fixture) -> Target:
+        write_pool_files(tmp_path, files)
+        (resolved,) = resolve_pool_paths({0: [PoolEntry.parse(entry)]}, tmp_path)[0]
+        return lambda: PoolCrops([resolved], f"instance pool {tmp_path / 'pool.json'}: category 1")[0]
 
     return build
 
@@ -90,6 +132,50 @@ def training_json_with_unknown_category(tmp_path: Path, fixture: Fixture) -> Tar
     data["annotations"][0]["category_id"] = 999
     write_json(data, tmp_path / "train.json")
     return train(tmp_path, fixture, f"training.train.annotations={tmp_path / 'train.json'}")
+
+
+def training_json_without_annotations(tmp_path: Path, fixture: Fixture) -> Target:
+    data = read_lvis(fixture("smoke_world").json_path("train"))
+    write_json({**data, "annotations": []}, tmp_path / "train.json")
+    return train(tmp_path, fixture, f"training.train.annotations={tmp_path / 'train.json'}")
+
+
+def crops_of_an_image_smaller_than_its_masks(tmp_path: Path, fixture: Fixture) -> Target:
+    """Real-instance crops of a world image replaced by one of half its size."""
+    data = read_lvis(fixture("smoke_world").json_path("train"))
+    first = data["images"][0]
+    write_png(np.zeros((first["height"] // 2, first["width"] // 2, 3), np.uint8), image_file(first, tmp_path))
+    annotations = [a for a in data["annotations"] if a["image_id"] == first["id"]]
+    return lambda: annotation_crops({first["id"]: first}, annotations, tmp_path)
+
+
+def resume_beside_another_model(tmp_path: Path, fixture: Fixture) -> Target:
+    """Training the baseline run into a folder holding the last checkpoint of another run (more classes) and no
+    ``run.json``."""
+    _, output = fixture("trained")
+    (tmp_path / "out" / "training" / "baseline").mkdir(parents=True)
+    shutil.copy(output.layout.checkpoint, tmp_path / "out" / "training" / "baseline" / "last.pth")
+    return train(tmp_path, fixture)
+
+
+def resume_from_a_checkpoint_of_another_model(tmp_path: Path, fixture: Fixture) -> Target:
+    """A trained baseline whose ``last.pth`` is then replaced by one of another shape (its run.json and classes
+    unchanged) and whose final model is removed, so that training resumes from it."""
+    target = train(tmp_path, fixture)
+    assert run_cli(*target).returncode == 0
+    folder = tmp_path / "out" / "training" / "baseline"
+    checkpoint = load_checkpoint(folder / "last.pth")
+    name = next(k for k in checkpoint["model"] if k.endswith("cls_score.weight"))
+    checkpoint["model"][name] = torch.zeros(3, checkpoint["model"][name].shape[1])
+    save_checkpoint(checkpoint, folder / "last.pth")
+    for final in folder.glob("model_final*.pth"):
+        final.unlink()
+    return target
+
+
+def generate_a_mistyped_count(tmp_path: Path, fixture: Fixture) -> Target:
+    overrides = smoke_generation_overrides(tmp_path / "out", fixture("smoke_world"))[1:]
+    return cli("generate", SMOKE / "02_generation.yaml", *overrides, "generation.images_per_category=1000000000000")
 
 
 def world_without_images(tmp_path: Path, fixture: Fixture) -> Target:
@@ -126,6 +212,26 @@ def params_file(text: str) -> Callable[[Path, Fixture], Target]:
         return cli("generate", tmp_path / "bad.yaml")
 
     return build
+
+
+def params_beside_a_broken_common_link(tmp_path: Path, fixture: Fixture) -> Target:
+    (tmp_path / "common.yaml").symlink_to(tmp_path / "gone" / "common.yaml")
+    return params_file("generation:\n  images_per_category: 3\n")(tmp_path, fixture)
+
+
+DETECTION = {"image_id": 1, "category_id": 1, "score": 0.5, "bbox": [0, 0, 4, 4]}
+
+
+def evaluate_results_against_missing_ground_truth(tmp_path: Path, fixture: Fixture) -> Target:
+    write_json([DETECTION], tmp_path / "results.json")
+    return ["evaluate-results", "--gt", str(tmp_path / "none.json"), "--results", str(tmp_path / "results.json")]
+
+
+def metrics_of_results_without_segmentation(tmp_path: Path, fixture: Fixture) -> Target:
+    """bbox and segm metrics of a detection without a segmentation, against ground truth that no backend reads:
+    the results are refused before a backend starts."""
+    write_json({}, tmp_path / "gt.json")
+    return lambda: metrics_record(tmp_path / "gt.json", [DETECTION], ("bbox", "segm"), "fast")
 
 
 def evaluate_with_checkpoint(write: Callable[[Path], None]) -> Callable[[Path, Fixture], Target]:
@@ -197,9 +303,54 @@ CASES = [
     ),
     Case("malformed pool json", train_with_pool('{"0": ["*crop.png"'), r"pool\.json: not valid JSON"),
     Case(
+        "pool crop over the pixel limit",
+        train_with_pool('{"0": ["*crop.png"]}', {"crop.png": png_claiming(9000, 9000)}),
+        r"instance pool .*pool\.json: category \d+: .*crop\.png: 9000×9000 image \(81000000 pixels\) is over the "
+        r"limit of 16777216 pixels",
+        writes_nothing=False,  # the run's class map and settings are written before a crop is drawn
+    ),
+    Case(
+        "pool image|mask pair of two sizes",
+        train_with_pool(
+            '{"0": ["img.png|mask.png"]}',
+            {"img.png": np.zeros((8, 8, 3), np.uint8), "mask.png": np.full((6, 8), 255, np.uint8)},
+        ),
+        r"instance pool .*pool\.json: category \d+: mask .*mask\.png is 8×6 px but its image .*img\.png is 8×8 px",
+        writes_nothing=False,
+    ),
+    Case(
+        "'*' pool crop without alpha",
+        train_with_pool('{"0": ["*crop.png"]}', {"crop.png": np.zeros((8, 8, 3), np.uint8)}),
+        r"instance pool .*pool\.json: category \d+: .*crop\.png: no alpha channel, so it would be pasted as a "
+        r"rectangle",
+        writes_nothing=False,
+    ),
+    Case(
+        "fully transparent '*' pool crop",
+        draw_pool_entry("*crop.png", {"crop.png": np.zeros((8, 8, 4), np.uint8)}),
+        r"instance pool .*pool\.json: category 1: .*crop\.png: fully transparent \(alpha 0 everywhere\)",
+    ),
+    Case(
+        "empty mask of a pool image|mask pair",
+        draw_pool_entry(
+            "img.png|mask.png", {"img.png": np.zeros((8, 8, 3), np.uint8), "mask.png": np.zeros((8, 8), np.uint8)}
+        ),
+        r"instance pool .*pool\.json: category 1: .*mask\.png: empty mask: nothing to crop",
+    ),
+    Case(
+        "real instances of an image smaller than their masks",
+        crops_of_an_image_smaller_than_its_masks,
+        r"train/\d+\.png \(annotation \d+\): mask is \d+×\d+ px but its image is \d+×\d+ px",
+    ),
+    Case(
         "unknown category id in a training json annotation",
         training_json_with_unknown_category,
         r"train\.json: annotation \d+ refers to unknown category id 999",
+    ),
+    Case(
+        "training json without annotations",
+        training_json_without_annotations,
+        r"train\.json: no annotations \(a training json needs at least one instance\)",
     ),
     Case(
         "missing training json",
@@ -224,6 +375,16 @@ CASES = [
         r"bad\.yaml: unknown key 'generation\.imgs_per_category' \(known keys: .*images_per_category",
     ),
     Case(
+        "params: unknown nested key given by --set",
+        lambda tmp_path, fixture: cli("generate", SMOKE / "02_generation.yaml", "generation.prompts.nmae=3"),
+        r"^--set generation\.prompts\.nmae=3: unknown key 'generation\.prompts\.nmae' \(known keys: .*template",
+    ),
+    Case(
+        "params: common.yaml is a broken link",
+        params_beside_a_broken_common_link,
+        r"common\.yaml: a link to .*gone/common\.yaml, which does not exist \(fix or remove the link\)",
+    ),
+    Case(
         "params: wrong type",
         lambda tmp_path, fixture: cli("generate", SMOKE / "02_generation.yaml", "generation.images_per_category=many"),
         r"generation\.images_per_category: expected an integer, got 'many'",
@@ -237,6 +398,35 @@ CASES = [
         "missing params file",
         lambda tmp_path, fixture: cli("generate", tmp_path / "nope.yaml"),
         r"params file not found: .*nope\.yaml",
+    ),
+    Case(
+        "evaluate-results: missing ground truth",
+        evaluate_results_against_missing_ground_truth,
+        r"none\.json: ground truth not found",
+    ),
+    Case(
+        "results without a segmentation, for bbox and segm metrics",
+        metrics_of_results_without_segmentation,
+        r"results\[0\]: no RLE segmentation",
+    ),
+    Case(
+        "training resumed beside another run's checkpoint",
+        resume_beside_another_model,
+        r"run baseline in .*training/baseline holds a model but no run\.json saying how it was made; give the run a "
+        r"new name, or delete its folder to retrain it",
+    ),
+    Case(
+        "training resumed from a checkpoint of another model",
+        resume_from_a_checkpoint_of_another_model,
+        r"training/baseline/last\.pth: not a checkpoint of this run's model \(Error\(s\) in loading state_dict .*\); "
+        r"delete it to train the run from the start",
+        writes_nothing=False,
+    ),
+    Case(
+        "generation: a mistyped count plans 10^13 images",
+        generate_a_mistyped_count,
+        r"generation: 2 model\(s\) x 10 categories x images_per_category 1000000000000 = 2e\+13 images, more than "
+        r"generation\.max_images \(10000000\)",
     ),
     Case(
         "checkpoint of random bytes",
@@ -311,3 +501,13 @@ def test_a_failed_item_fixed_before_the_rerun_ends_with_exit_status_0(tmp_path, 
     assert done.returncode == 0 and "item(s) failed" not in done.stderr, done.stderr[-3000:]
     assert re.search(r"\d+ already done, 1 failed before and retried", done.stderr), done.stderr[-3000:]
     assert not [r for r in read_manifest(tmp_path / "annotation/manifest.jsonl") if r["status"] == "error"]
+
+
+def test_a_category_name_with_dollar_signs_is_plain_text_in_figures(tmp_path):
+    """A '$' in a category name is not mathtext: an unbalanced one would stop the figure with a parse error."""
+    from divergen_lib.viz import plot_category_frequency, save_figure
+
+    name = "a_$x^$"
+    fig = plot_category_frequency([{"name": name, "image_count": 3, "frequency": "r"}])
+    assert [label.get_text() for label in fig.axes[0].get_xticklabels()] == [name]
+    assert save_figure(fig, tmp_path / "names.png").is_file()

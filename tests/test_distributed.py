@@ -160,3 +160,29 @@ def test_batched_map_equals_item_map_and_isolates_a_failing_item(tmp_path):
     assert sizes[:2] == [4, 4]  # the batch holding item05 is then retried one item at a time
     assert [r for r in rows if r["id"] != "item05"] == [r for r in single if r["id"] != "item05"]
     assert rows[5] == {"id": "item05", "status": "error", "reason": "ValueError: bad item05"}
+
+
+def test_rows_made_by_other_settings_are_redone_whatever_the_world_size_of_either_run(tmp_path):
+    """A 2-rank run with offset 0, then a 1-rank run where some items' settings changed (offset 100 for them): those
+    are redone, the rest kept, and the merged rows are the new settings' (the old rows stay in the 2-rank shards,
+    which sort after the 1-rank one)."""
+
+    def made_by(offset: int):
+        return lambda item: {"status": "ok", "value": int(item[4:]) + offset}
+
+    old = {i: "offset0" for i in IDS}
+    for rank in (1, 0):
+        resumable_map(IDS, made_by(0), tmp_path, "values", info=DistInfo(rank, 2, rank), settings=old)
+    new = {i: "offset100" if int(i[4:]) % 3 == 0 else "offset0" for i in IDS}
+    calls: list[str] = []
+
+    def counted(item):
+        calls.append(item)
+        return made_by(100 if new[item] == "offset100" else 0)(item)
+
+    rows = resumable_map(IDS, counted, tmp_path, "values", info=DistInfo(), settings=new)
+    assert calls == [i for i in IDS if new[i] == "offset100"]
+    assert [r["value"] for r in rows] == [int(i[4:]) + (100 if new[i] == "offset100" else 0) for i in IDS]
+    assert [r["settings"] for r in rows] == [new[i] for i in IDS]
+    assert resumable_map(IDS, counted, tmp_path, "values", info=DistInfo(), settings=new) == rows
+    assert len(calls) == len([i for i in IDS if new[i] == "offset100"])  # nothing redone twice

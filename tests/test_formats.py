@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -28,7 +29,10 @@ from divergen_lib.formats import (
     write_manifest,
     write_png,
 )
+from divergen_lib.formats.images import MAX_IMAGE_PIXELS, read_image_and_alpha
 from divergen_lib.formats.lvis_json import frequency_of, frequency_thresholds
+
+from .conftest import png_claiming
 
 
 def tiny_lvis():
@@ -159,6 +163,27 @@ def test_png_round_trip_and_corrupt_image(tmp_path):
         read_image(tmp_path / "bad.png")
     with pytest.raises(FormatError, match="image not found"):
         read_image(tmp_path / "none.png")
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header_without_pil_warnings(tmp_path):
+    (tmp_path / "big.png").write_bytes(png_claiming(9000, 9000))
+    (tmp_path / "bomb.png").write_bytes(png_claiming(20000, 20000))  # past PIL's decompression-bomb error
+    limit = rf"over the limit of {MAX_IMAGE_PIXELS} pixels"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(FormatError, match=rf"big\.png: 9000×9000 image \(81000000 pixels\) is {limit}"):
+            read_image(tmp_path / "big.png")
+        with pytest.raises(FormatError, match=rf"bomb\.png: image of more than \d+ pixels, {limit}"):
+            read_image(tmp_path / "bomb.png")
+        with pytest.raises(FormatError, match=r"big\.png: 9000×9000 image .* over the limit of 100 pixels"):
+            read_image(tmp_path / "big.png", max_pixels=100)
+
+
+def test_an_image_is_read_with_whether_it_has_alpha(tmp_path):
+    write_png(np.zeros((2, 2, 3), np.uint8), tmp_path / "rgb.png")
+    write_png(np.zeros((2, 2, 4), np.uint8), tmp_path / "rgba.png")
+    assert read_image_and_alpha(tmp_path / "rgba.png")[1] and not read_image_and_alpha(tmp_path / "rgb.png")[1]
+    assert read_image_and_alpha(tmp_path / "rgb.png")[0].shape == (2, 2, 4)
 
 
 def test_read_json_errors_name_file(tmp_path):

@@ -1,8 +1,10 @@
-"""A stage process killed with SIGKILL mid-run, then rerun, ends with exactly the files of an uninterrupted run."""
+"""A stage process killed with SIGKILL mid-run, or stopped by a full disk, then rerun, ends with exactly the files of
+an uninterrupted run."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -113,10 +115,79 @@ def test_killed_stage_reruns_to_the_uninterrupted_result(stage, reference, tmp_p
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    expected, got = files_under(ref_out / stage.folder), files_under(stage_dir)
-    assert not [name for name in got if Path(name).match(TEMP_PATTERN)]
-    assert sorted(got) == sorted(expected)  # same images, crops, pool files and shards; nothing partial left
-    assert [name for name in expected if got[name] != expected[name]] == []  # byte-identical
+    same_files(ref_out / stage.folder, stage_dir)  # same images, crops, pool files and shards; nothing partial left
     for manifest in stage_dir.rglob("*.jsonl"):
         ids = [row["id"] for row in read_manifest(manifest)]
         assert len(ids) == len(set(ids)), manifest
+
+
+# the CLI with a disk that fills up: every fsync after the first N fails with ENOSPC, as on a full file system
+DISK_FILLS_AFTER = """
+import errno, os, sys
+from divergen_lib.__main__ import main
+real_fsync, budget = os.fsync, [int(sys.argv[1])]
+def fsync(fd):
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    real_fsync(fd)
+os.fsync = fsync
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def same_files(expected_dir: Path, got_dir: Path) -> None:
+    expected, got = files_under(expected_dir), files_under(got_dir)
+    assert not [name for name in got if Path(name).match(TEMP_PATTERN)]
+    assert sorted(got) == sorted(expected)
+    assert [name for name in expected if got[name] != expected[name]] == []  # byte-identical
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=[s.command for s in STAGES])
+def test_a_full_disk_stops_the_stage_in_one_line_and_the_rerun_ends_as_an_uninterrupted_run(stage, reference, tmp_path):
+    ref_out, overrides = reference
+    out = tmp_path / "run"
+    if stage.command == "filter":
+        shutil.copytree(ref_out / "clip", out / "clip")
+    cmd = cli(stage, out, overrides[stage.command])
+    full = subprocess.run(
+        [sys.executable, "-c", DISK_FILLS_AFTER, "6", *cmd[3:]], cwd=REPO_ROOT, capture_output=True, text=True
+    )
+    messages = re.findall(r"error: (.*)", full.stderr)  # after a progress bar's last state
+    assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-3000:]
+    assert len(messages) == 1 and messages[0].endswith(
+        ": no space left on the device; free some and rerun (finished work is kept)"
+    ), messages
+    assert not (out / stage.folder / "manifest.jsonl").exists()  # stopped mid-stage, no item turned into an error
+
+    done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    same_files(ref_out / stage.folder, out / stage.folder)
+
+
+def can_mount_tmpfs(where: Path) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)]).returncode == 0
+
+
+def test_generation_onto_a_really_full_file_system_then_freed(reference, tmp_path):
+    """The same on a real file system that fills up (a tmpfs half the size of the images; root only)."""
+    ref_out, overrides = reference
+    out = tmp_path / "small_disk"
+    if not can_mount_tmpfs(out):
+        pytest.skip("mounting a tmpfs needs root and mount")
+    try:
+        size = sum(len(data) for data in files_under(ref_out / "generation").values()) // 2
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(out)], check=True)
+        cmd = cli(STAGES[0], out, overrides["generate"])
+        full = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+        assert full.returncode == 2 and "Traceback" not in full.stderr, full.stderr[-3000:]
+        assert re.findall(r"error: .*: no space left on the device", full.stderr), full.stderr[-3000:]
+        subprocess.run(["mount", "-o", "remount,size=256m", str(out)], check=True)  # space freed
+        done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        same_files(ref_out / "generation", out / "generation")
+    finally:
+        subprocess.run(["umount", "-l", str(out)])

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from divergen_lib.config import load_config
-from divergen_lib.errors import InputError
+from divergen_lib.errors import DiskFullError, InputError
 from divergen_lib.evaluation import evaluate_lvis
 from divergen_lib.formats import PoolEntry, mask_bbox, read_instance_pool, read_lvis, write_png
-from divergen_lib.training import stage
+from divergen_lib.training import checkpoints, stage
 from divergen_lib.training.checkpoints import load_checkpoint, save_checkpoint
 from divergen_lib.training.classes import ClassMap, build_class_map
 from divergen_lib.training.config import TorchvisionModel
@@ -299,7 +303,52 @@ def test_a_trained_run_refuses_other_settings_and_keeps_its_run_json(trained):
         InputError, match=r"run divergen in .* was trained with other settings \(training\.solver\.lr\)"
     ):
         train_run(other, other.runs[0], output.layout, config.common.seed, "cpu")
+    without_extras = replace(cfg.runs[0], extra_categories=False)  # the same run.json, fewer classes
+    with pytest.raises(InputError, match=r"run divergen in .* was trained with other settings \(classes\)"):
+        train_run(cfg, without_extras, output.layout, config.common.seed, "cpu")
     assert (output.out_dir / "run.json").read_bytes() == before
     more_runs = replace(cfg, runs=[*cfg.runs, RunSpec("another")])  # a new run in the list changes no trained one
     again = train_run(more_runs, more_runs.runs[0], output.layout, config.common.seed, "cpu")
     assert again.checkpoint == output.checkpoint and again.eval_checkpoint.is_file()
+
+
+class FullDisk:
+    """A file whose writes fail with ENOSPC after ``room`` bytes, as on a file system that fills up."""
+
+    def __init__(self, fh, room: int) -> None:
+        self.fh, self.room = fh, room
+
+    def write(self, data) -> int:
+        self.room -= len(data)
+        if self.room < 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.fh.write(data)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_rerun_ends_with_the_uninterrupted_weights(
+    tmp_path, smoke_world, monkeypatch
+):
+    """The disk fills up while the step-4 checkpoint is written (torch's writer then says only ``unexpected pos``);
+    the stage stops naming the file, and after space is freed the rerun resumes from step 2 to the same weights."""
+    reference = run(smoke_training(tmp_path / "ref", smoke_world))[0]
+    real_open, saves = checkpoints.atomic_open, []
+
+    @contextlib.contextmanager
+    def filling_up(path, *args, **kwargs):
+        saves.append(Path(path).name)
+        with real_open(path, *args, **kwargs) as fh:
+            yield FullDisk(fh, 1000) if len(saves) == 2 else fh
+
+    monkeypatch.setattr(checkpoints, "atomic_open", filling_up)
+    with pytest.raises(DiskFullError) as stopped:
+        run(smoke_training(tmp_path / "run", smoke_world))
+    monkeypatch.setattr(checkpoints, "atomic_open", real_open)
+    last = tmp_path / "run" / "training" / "baseline" / "last.pth"
+    assert str(stopped.value) == f"{last}: no space left on the device; free some and rerun (finished work is kept)"
+    assert load_checkpoint(last)["step"] == 2  # the checkpoint before the failed write is intact
+    resumed = run(smoke_training(tmp_path / "run", smoke_world))[0]
+    expected, got = load_checkpoint(reference.checkpoint)["model"], load_checkpoint(resumed.checkpoint)["model"]
+    assert all(torch.equal(expected[k], got[k]) for k in expected)

@@ -3,7 +3,9 @@
 Masks are cleaned by the shared post-processing and stored as COCO RLE in ``annotation/manifest.jsonl``
 (one row per image and method: method, RLE, area fraction, status ``ok`` / ``dropped`` / ``error`` with a
 reason). Where the generator knows the true mask (the toy generator), each row also carries the mask's IoU
-and boundary F-score against it, so annotation quality can be measured per method and per generator.
+and boundary F-score against it, so annotation quality can be measured per method and per generator. Each row
+records the digest of what made it (the generation row, the method's settings, the post-processing), so a rerun
+after changing any of them, or after the image was remade, redoes exactly those masks.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config
-from ..distributed import completed_rows, resolve_device, resumable_map, stage_session
+from ..config import Config, output_settings, settings_digest
+from ..distributed import has_pending, resolve_device, resumable_map, stage_session
 from ..errors import InputError
-from ..formats import mask_to_rle, read_image, write_manifest
+from ..formats import check_same_size, mask_to_rle, read_image, write_manifest
 from ..generation.layout import GenerationLayout
 from .base import Annotator, build_annotator
 from .config import AnnotationConfig
@@ -55,15 +57,18 @@ class _BatchAnnotator:
     def _raw_masks(self, batch: list[dict[str, Any]], images: dict[int, np.ndarray]) -> list[np.ndarray | None]:
         if self.annotator is not None:
             return self.annotator.raw_masks(list(images.values()))
-        return [self._true_mask(batch[k]) for k in images]
+        return [self._true_mask(batch[k], image) for k, image in images.items()]
 
-    def _true_mask(self, row: dict[str, Any]) -> np.ndarray | None:
-        """The generator's true mask, if it recorded one and it is readable (quality is then not scored)."""
+    def _true_mask(self, row: dict[str, Any], image: np.ndarray) -> np.ndarray | None:
+        """The generator's true mask, if it recorded one, readable and of its image's size (else quality is not
+        scored)."""
         path = row.get("mask_path")
         if not path:
             return None
         try:
-            return read_image(self.gen_dir / path, "L") > 127
+            mask = read_image(self.gen_dir / path, "L") > 127
+            check_same_size(mask, image, f"true mask {path}", f"image {row['path']}")
+            return mask
         except InputError as err:
             log.warning("%s: true mask unusable, quality not scored (%s)", row["id"], err)
             return None
@@ -90,7 +95,7 @@ class _BatchAnnotator:
                 rle=None if reason else mask_to_rle(cleaned),
                 area_fraction=round(float(cleaned.mean()), 6),
             )
-            true = self._true_mask(batch[k])
+            true = self._true_mask(batch[k], images[k])
             if true is not None:
                 rows[k].update(
                     iou=round(mask_iou(cleaned, true), 6), boundary_f=round(boundary_f_score(cleaned, true), 6)
@@ -109,14 +114,14 @@ def run(config: Config) -> AnnotationRun:
         rows: list[dict[str, Any]] = []
         for method in cfg.methods:
             name = f"masks.{method.name}"
-            done = completed_rows(out_dir, name)
 
             def id_of(row: dict[str, Any], prefix: str = method.name) -> str:
                 return f"{prefix}-{row['id']}"
 
+            made_by = (output_settings(method), cfg.postprocess)
+            settings = {id_of(r): settings_digest(r, *made_by) for r in items}
             # a method that cannot load is one clear error here, before anything of it is written
-            pending = any(id_of(r) not in done for r in items)
-            annotator = build_annotator(method, device) if pending else None
+            annotator = build_annotator(method, device) if has_pending(out_dir, name, settings) else None
             merged = resumable_map(
                 items,
                 _BatchAnnotator(annotator, method.name, cfg.postprocess, gen_dir),
@@ -126,6 +131,7 @@ def run(config: Config) -> AnnotationRun:
                 info=info,
                 desc=f"annotate {method.name}",
                 batch_size=method.batch_size,
+                settings=settings,
             )
             rows += merged or []
         if not info.is_main:

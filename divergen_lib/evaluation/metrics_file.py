@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..errors import InputError
-from ..formats import read_results
+from ..formats import check_results, read_results
 from .coco_metrics import evaluate_coco_detailed
 from .lvis_metrics import METRICS, evaluate_lvis_detailed
 
@@ -26,11 +26,16 @@ def metrics_record(
     backend: Backend,
     dataset_format: Literal["lvis", "coco"] = "lvis",
 ) -> dict[str, Any]:
-    """``{iou_type: {metric: value}, f"{iou_type}_per_category": {category id: AP}}`` for every IoU type."""
+    """``{iou_type: {metric: value}, f"{iou_type}_per_category": {category id: AP}}`` for every IoU type. Malformed
+    results (:func:`~divergen_lib.formats.check_results`) and a missing ground truth are refused before any IoU type
+    is evaluated; the results' ids are checked against the ground truth once a backend has read it."""
     if backend not in ("fast", REFERENCE[dataset_format]):
         raise InputError(
             f"backend {backend!r} does not evaluate {dataset_format} (use fast or {REFERENCE[dataset_format]})"
         )
+    if not os.path.isfile(gt_json_path):
+        raise InputError(f"{gt_json_path}: ground truth not found")
+    check_results(results, "segm" if "segm" in iou_types else "bbox")
     record: dict[str, Any] = {}
     for iou_type in iou_types:
         if dataset_format == "coco":

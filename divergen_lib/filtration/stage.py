@@ -10,12 +10,16 @@
 4. Pool: kept instances become tight RGBA crops, written to ``pool/images/<0-based category>/`` and listed
    in DiverGen/X-Paste's instance-pool json, one per generator and ``pool.json`` merging them. Entries are
    relative to the pool json's folder, so a pool can be moved or copied with its images.
-Steps 1, 2 and 4 run through the resumable, sharded map.
+Steps 1, 2 and 4 run through the resumable, sharded map; each of their rows records the digest of what made it
+(the CLIP model, the real split and crop settings, the CLIP-score text and background, the annotation row), so a
+rerun after changing any of them redoes exactly the rows they decide. Thresholds only enter step 3, which is
+redone on every run.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +29,7 @@ import numpy as np
 
 from ..annotation.layout import AnnotationLayout
 from ..clip_models import configured_clip
-from ..config import Config, ConfigError
+from ..config import Config, ConfigError, settings_digest
 from ..crops import annotation_crops, generated_instance
 from ..distributed import completed_rows, resolve_device, resumable_map, stage_session
 from ..formats import (
@@ -111,9 +115,11 @@ class _Scorer:
             for r in batch
         ]
 
+        sources = [str(self.gen_dir / r["path"]) for r in batch]
+
         def embed(background: tuple[int, int, int]) -> np.ndarray:
-            pairs = zip(images, masks, strict=True)
-            return self.clip.encode_images([generated_instance(i, m, background) for i, m in pairs])
+            triples = zip(images, masks, sources, strict=True)
+            return self.clip.encode_images([generated_instance(i, m, background, src) for i, m, src in triples])
 
         if self.cfg.clip_score.apply_to != "none":
             texts = np.stack([self.texts[r["category_id"]] for r in batch])
@@ -170,10 +176,30 @@ class _PoolWriter:
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         image = read_image(self.gen_dir / row["path"])
-        crop = rgba_crop(image, rle_to_mask(self.rles[row["annotation_id"]]))
+        crop = rgba_crop(image, rle_to_mask(self.rles[row["annotation_id"]]), str(self.gen_dir / row["path"]))
         relpath = FiltrationLayout.crop_relpath(self.index[row["category_id"]], row["annotation_id"])
         write_png(crop, self.out_dir / relpath)
         return {"status": "ok", "model": row["model"], "category_id": row["category_id"], "crop": relpath}
+
+
+class _Digests:
+    """The settings digests of the stage's rows: what decides a category's real mean, and an instance's scores."""
+
+    def __init__(self, cfg: FiltrationConfig, clip: Any) -> None:
+        # the CLIP by architecture and weights (a file by its name: the toy CLIP's names its training settings)
+        self.clip = (clip.name, os.path.basename(clip.pretrained or ""))
+        sim, cs = cfg.inter_similarity, cfg.clip_score
+        self.real_means = settings_digest(
+            self.clip, cfg.real, sim.crop_padding, sim.blur_kernel, sim.max_real_per_category
+        )
+        self.score_parts = (
+            self.clip,
+            None if cs.apply_to == "none" else (cs.template, cs.background),
+            self.real_means if sim.enabled else None,
+        )
+
+    def scores(self, annotation_row: dict[str, Any]) -> str:
+        return settings_digest(annotation_row, *self.score_parts)
 
 
 def run(config: Config) -> FiltrationRun:
@@ -208,8 +234,10 @@ def run(config: Config) -> FiltrationRun:
             )
         )
 
+        digests = _Digests(cfg, clip)
         means: dict[int, np.ndarray] = {}
         if cfg.inter_similarity.enabled:
+            mean_settings = {f"{c:05d}": digests.real_means for c in ids}
             resumable_map(
                 ids,
                 _RealMeans(clip, cfg, *real_instances(cfg)),
@@ -217,16 +245,25 @@ def run(config: Config) -> FiltrationRun:
                 "real_means",
                 id_of=lambda c: f"{c:05d}",
                 info=info,
+                settings=mean_settings,
             )
-            for row in completed_rows(out_dir, "real_means").values():
+            for row in completed_rows(out_dir, "real_means", mean_settings).values():
                 if row.get("mean") is not None:
                     means[row["category_id"]] = np.asarray(row["mean"])
 
         scorer = _Scorer(clip, cfg, gen_dir, texts, means)
+        score_settings = {r["id"]: digests.scores(r) for r in annotated}
         resumable_map(
-            annotated, scorer, out_dir, "scores", id_of=lambda r: r["id"], info=info, batch_size=cfg.batch_size
+            annotated,
+            scorer,
+            out_dir,
+            "scores",
+            id_of=lambda r: r["id"],
+            info=info,
+            batch_size=cfg.batch_size,
+            settings=score_settings,
         )
-        scores = completed_rows(out_dir, "scores")
+        scores = completed_rows(out_dir, "scores", score_settings)
         scored = [scores[r["id"]] for r in annotated]
         errors = [r for r in scored if r.get("status") == "error"]
         decided = decide([r for r in scored if r.get("status") != "error"], cfg)
@@ -236,11 +273,14 @@ def run(config: Config) -> FiltrationRun:
         kept = [r for r in decided if r["keep"]]
         rles = {r["annotation_id"]: r["rle"] for r in scored if r.get("status") != "error"}
         writer = _PoolWriter(out_dir, gen_dir, index, rles)
-        resumable_map(kept, writer, out_dir, "pool_crops", id_of=lambda r: r["annotation_id"], info=info)
+        crop_settings = {r["annotation_id"]: score_settings[r["annotation_id"]] for r in kept}  # image and mask
+        resumable_map(
+            kept, writer, out_dir, "pool_crops", id_of=lambda r: r["annotation_id"], info=info, settings=crop_settings
+        )
         if not info.is_main:
             return FiltrationRun(out_dir, gen_dir, categories, None)
         write_manifest([{"id": r["annotation_id"], **r} for r in decided], layout.manifest)
-        crops = completed_rows(out_dir, "pool_crops")
+        crops = completed_rows(out_dir, "pool_crops", crop_settings)
         pools: dict[str, Path] = {}
         per_model: dict[str, dict[int, list[PoolEntry]]] = defaultdict(lambda: defaultdict(list))
         for r in kept:

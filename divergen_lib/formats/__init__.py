@@ -5,13 +5,13 @@ from .atomic import (
     atomic_write_bytes,
     atomic_write_text,
     encode_png,
-    read_image,
     read_json,
     remove_temp_files,
     write_json,
     write_png,
 )
 from .errors import FormatError
+from .images import read_image
 from .instance_pool import (
     InstancePool,
     PoolEntry,
@@ -31,8 +31,8 @@ from .lvis_json import (
     validate_lvis,
     write_lvis,
 )
-from .manifest import append_row, read_manifest, write_manifest
-from .masks import mask_bbox, mask_to_rle, rle_area, rle_bbox, rle_to_mask, segmentation_to_rle
+from .manifest import append_row, appending, read_manifest, write_manifest
+from .masks import check_same_size, mask_bbox, mask_to_rle, rle_area, rle_bbox, rle_to_mask, segmentation_to_rle
 from .results import MAX_DETS, check_results, detections_to_results, read_results, top_detections, write_results
 
 __all__ = [
@@ -43,12 +43,14 @@ __all__ = [
     "InstancePool",
     "PoolEntry",
     "append_row",
+    "appending",
     "assign_frequencies",
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_text",
     "category_index",
     "check_results",
+    "check_same_size",
     "detections_to_results",
     "encode_png",
     "frequency_of",

@@ -19,6 +19,7 @@ from typing import IO, Any
 import numpy as np
 from PIL import Image
 
+from ..errors import DiskFullError, disk_full, no_space_left
 from .errors import FormatError
 
 TEMP_SUFFIX = ".tmp"
@@ -29,7 +30,8 @@ TEMP_PATTERN = f".*{TEMP_SUFFIX}"  # the names atomic_open gives its temp files
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temp file beside ``path`` for writing; on success fsync and rename it to ``path``.
 
-    On an exception the temp file is removed and ``path`` is left untouched. The file gets the permissions the
+    On an exception the temp file is removed and ``path`` is left untouched; a full disk or quota is then one
+    :class:`..errors.DiskFullError` naming ``path``, however the writer reported it. The file gets the permissions the
     process umask gives new files (0644 with the usual 022), so other users of a shared file system can read it.
     """
     path = Path(path)
@@ -43,8 +45,10 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if no_space_left(err) and not isinstance(err, DiskFullError):
+            raise disk_full(path) from None
         raise
 
 
@@ -113,16 +117,3 @@ def encode_png(array: np.ndarray) -> bytes:
 def write_png(array: np.ndarray, path: str | os.PathLike) -> None:
     """Write a uint8 image array as PNG atomically."""
     atomic_write_bytes(path, encode_png(array))
-
-
-def read_image(path: str | os.PathLike, mode: str = "RGB") -> np.ndarray:
-    """Read an image as a uint8 array in PIL ``mode`` (RGB, RGBA or L); a missing/corrupt file raises FormatError."""
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return np.asarray(img.convert(mode))
-    except FileNotFoundError:
-        raise FormatError(f"{path}: image not found") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        raise FormatError(f"{path}: unreadable image ({err})") from None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from ..errors import disk_full, no_space_left
 from .atomic import atomic_open, dumps_json
 from .errors import FormatError
 
@@ -55,7 +57,21 @@ def write_manifest(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> N
 
 
 def append_row(fh: IO[str], row: dict[str, Any]) -> None:
-    """Append one row to an open manifest and force it to disk, so a completed item survives a kill."""
+    """Append one row to a manifest opened by :func:`appending` and force it to disk, so a completed item survives
+    a kill."""
     fh.write(dumps_json(row))
     fh.flush()
     os.fsync(fh.fileno())
+
+
+@contextmanager
+def appending(path: str | os.PathLike) -> Iterator[IO[str]]:
+    """Open a manifest to append rows to; a full disk or quota anywhere (a row, the close) is one
+    :class:`..errors.DiskFullError` naming it (a torn last line is dropped by the next reader that tolerates it)."""
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            yield fh
+    except OSError as err:
+        if no_space_left(err):
+            raise disk_full(path) from None
+        raise

@@ -66,3 +66,11 @@ def mask_bbox(mask: np.ndarray) -> list[float]:
     if ys.size == 0:
         return [0.0, 0.0, 0.0, 0.0]
     return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)]
+
+
+def check_same_size(mask: np.ndarray, image: np.ndarray, mask_name: str = "mask", image_name: str = "image") -> None:
+    """Raise FormatError unless the H×W ``mask`` covers the H×W(×C) ``image`` pixel for pixel (names for the
+    message: e.g. the two files)."""
+    (mh, mw), (ih, iw) = mask.shape[:2], image.shape[:2]
+    if (mh, mw) != (ih, iw):
+        raise FormatError(f"{mask_name} is {mw}×{mh} px but its {image_name} is {iw}×{ih} px")

@@ -43,12 +43,14 @@ class CategorySelection:
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """The ``generation`` section of a params file."""
+    """The ``generation`` section of a params file. ``max_images`` bounds what one run plans (all models and
+    categories; the paper profile plans about 3 million), so a mistyped count fails in one line."""
 
     categories: CategorySelection
     models: list[ModelConfig]
     prompts: PromptConfig = field(default_factory=PromptConfig)
     images_per_category: int = 8
+    max_images: int = 10_000_000
     report: GenerationReport = field(default_factory=GenerationReport)
 
     def __post_init__(self) -> None:

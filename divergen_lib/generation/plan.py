@@ -14,7 +14,7 @@ from ..formats import read_json
 from ..prompts import LocalLLM, Prompt, PromptConfig, category_prompts, load_prompt_folder
 from ..toyworld import load_toyworld
 from .base import GenerationRequest, ModelConfig, derive_seed
-from .config import CategorySelection
+from .config import CategorySelection, GenerationConfig
 
 
 def select_extras(selection: CategorySelection) -> Selection | None:
@@ -48,6 +48,18 @@ def resolve_categories(selection: CategorySelection) -> list[dict[str, Any]]:
         wanted = set(selection.ids)
         categories = [c for c in categories if c["id"] in wanted]
     return categories
+
+
+def check_plan_size(categories: list[dict[str, Any]], cfg: GenerationConfig) -> None:
+    """Refuse, before any request is built, a plan of more than ``cfg.max_images`` images (a mistyped count would
+    otherwise plan for hours and fill the memory)."""
+    total = len(cfg.models) * len(categories) * cfg.images_per_category
+    if total > cfg.max_images:
+        raise ConfigError(
+            f"generation: {len(cfg.models)} model(s) x {len(categories)} categories x images_per_category "
+            f"{cfg.images_per_category} = {total:.3g} images, more than generation.max_images ({cfg.max_images}); "
+            "lower images_per_category or raise max_images"
+        )
 
 
 def build_prompts(

@@ -3,7 +3,8 @@
 Requests are planned deterministically (sample ``k`` of a category uses prompt ``k mod n_prompts``), each
 with a seed derived from (model, category, prompt index, sample index); each model's requests run through
 the resumable, sharded map, so a stage can be interrupted, resumed or spread over ``torchrun`` processes
-with the same result.
+with the same result. Each row records the digest of what made it (the request: prompt, seed, ...; the model's
+backend, weights, dtype and options), so a rerun after changing any of them remakes exactly those images.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Config
-from ..distributed import completed_rows, resolve_device, resumable_map, stage_session
+from ..config import Config, output_settings, settings_digest
+from ..distributed import has_pending, resolve_device, resumable_map, stage_session
 from ..formats import write_json, write_manifest, write_png
 from ..prompts import Prompt
-from .base import GenerationRequest, Generator, build_generator
+from .base import GenerationRequest, Generator, ModelConfig, build_generator
 from .config import GenerationConfig
 from .layout import GenerationLayout
-from .plan import build_prompts, plan_requests, resolve_categories
+from .plan import build_prompts, check_plan_size, plan_requests, resolve_categories
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,12 @@ class _BatchWriter:
         return rows
 
 
+def request_settings(requests: list[GenerationRequest], model: ModelConfig) -> dict[str, str]:
+    """Request id -> digest of everything that decides its image: the request and the model's method settings."""
+    made_by = output_settings(model)
+    return {r.id: settings_digest(r, made_by) for r in requests}
+
+
 def run(config: Config) -> GenerationRun:
     """Plan and make every image of the ``generation`` section; write ``manifest.jsonl`` (rank 0)."""
     cfg: GenerationConfig = config.section("generation")
@@ -75,6 +82,7 @@ def run(config: Config) -> GenerationRun:
     with stage_session(out_dir) as info:
         device = resolve_device(config.common.device, info)
         categories = resolve_categories(cfg.categories)
+        check_plan_size(categories, cfg)
         prompts = build_prompts(categories, cfg.prompts, config.common.seed, device)
         if info.is_main:
             write_json(categories, layout.categories)
@@ -89,10 +97,9 @@ def run(config: Config) -> GenerationRun:
         rows: list[dict[str, Any]] = []
         for model in cfg.models:
             requests = plan_requests(categories, prompts, model, cfg.images_per_category, config.common.seed)
-            name = f"manifest.{model.name}"
-            done = completed_rows(out_dir, name)
+            name, settings = f"manifest.{model.name}", request_settings(requests, model)
             # a model that cannot load is one clear error here, before anything of it is written
-            generator = build_generator(model, device) if any(r.id not in done for r in requests) else None
+            generator = build_generator(model, device) if has_pending(out_dir, name, settings) else None
             merged = resumable_map(
                 requests,
                 _BatchWriter(generator, out_dir),
@@ -102,6 +109,7 @@ def run(config: Config) -> GenerationRun:
                 info=info,
                 desc=f"generate {model.name}",
                 batch_size=model.batch_size,
+                settings=settings,
             )
             rows += merged or []
         if not info.is_main:

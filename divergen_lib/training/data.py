@@ -20,7 +20,8 @@ from torch.utils.data import Dataset
 
 from ..errors import InputError
 from ..filtration.pool import rgba_crop
-from ..formats import PoolEntry, annotation_mask, image_file, mask_bbox, read_image
+from ..formats import PoolEntry, annotation_mask, check_same_size, image_file, mask_bbox, read_image
+from ..formats.images import read_image_and_alpha
 from ..paste import PasteConfig, paste_instances
 from .classes import ClassMap
 from .sampling import RepeatFactorStream
@@ -39,22 +40,48 @@ class Sample:
     pasted: np.ndarray
 
 
-class PoolCrops(Sequence[np.ndarray]):
-    """A category's pool entries, read from disk when drawn (as DiverGen's pool does): ``*`` crops as they are,
-    ``image|mask`` pairs and raw RGBA files cut to the largest component's tight box."""
+POOL_CROP_MAX_PIXELS = 4096 * 4096
+"""The most pixels of a pool image or mask: a crop holds one instance, and a larger one makes every paste of it slow
+(raise ``divergen_lib.training.data.POOL_CROP_MAX_PIXELS`` to allow larger ones)."""
 
-    def __init__(self, entries: list[PoolEntry]) -> None:
-        self.entries = entries
+
+class PoolCrops(Sequence[np.ndarray]):
+    """A category's pool entries, read from disk when drawn (as DiverGen's pool does, :func:`read_pool_crop`);
+    ``where`` (the pool and category) starts the message of an entry that cannot be used."""
+
+    def __init__(self, entries: list[PoolEntry], where: str = "instance pool") -> None:
+        self.entries, self.where = entries, where
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def __getitem__(self, i):  # type: ignore[override]
-        entry = self.entries[i]
-        if entry.mask_path is not None:
-            return rgba_crop(read_image(entry.path), read_image(entry.mask_path, "L") > 0)
-        rgba = read_image(entry.path, "RGBA")
-        return rgba if entry.preprocessed else rgba_crop(rgba[..., :3], rgba[..., 3] > 0)
+        try:
+            return read_pool_crop(self.entries[i])
+        except InputError as err:
+            raise InputError(f"{self.where}: {err}") from None
+
+
+def read_pool_crop(entry: PoolEntry) -> np.ndarray:
+    """An entry's RGBA crop: a ``*`` crop as it is, an ``image|mask`` pair or a raw RGBA file cut to the largest
+    component's tight box. A file over :data:`POOL_CROP_MAX_PIXELS`, a mask of another size than its image, a ``*``
+    or raw file without alpha (it would be pasted as a rectangle) or without an opaque pixel raise InputError."""
+    if entry.mask_path is not None:
+        image = read_image(entry.path, max_pixels=POOL_CROP_MAX_PIXELS)
+        mask = read_image(entry.mask_path, "L", max_pixels=POOL_CROP_MAX_PIXELS)
+        check_same_size(mask, image, f"mask {entry.mask_path}", f"image {entry.path}")
+        return rgba_crop(image, mask > 0, entry.mask_path)
+    rgba, has_alpha = read_image_and_alpha(entry.path, "RGBA", max_pixels=POOL_CROP_MAX_PIXELS)
+    if not has_alpha:
+        raise InputError(
+            f"{entry.path}: no alpha channel, so it would be pasted as a rectangle (give an RGBA cut-out, or an "
+            "'image|mask' pair)"
+        )
+    if not entry.preprocessed:
+        return rgba_crop(rgba[..., :3], rgba[..., 3] > 0, entry.path)
+    if not rgba[..., 3].any():
+        raise InputError(f"{entry.path}: fully transparent (alpha 0 everywhere): nothing to paste")
+    return rgba
 
 
 @dataclass(frozen=True)

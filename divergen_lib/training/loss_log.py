@@ -9,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from ..formats import append_row
+from ..formats import append_row, appending
 
 
 class TrainingDiverged(RuntimeError):
@@ -20,7 +20,7 @@ def append_loss_row(path: Path, step: int, lr: float, losses: dict[str, float], 
     """Append the row of ``step``; ``total`` defaults to the sum of ``losses``."""
     row = {"step": step, "lr": lr, "time": time.time(), **losses}
     row["loss"] = sum(losses.values()) if total is None else total
-    with open(path, "a", encoding="utf-8") as fh:
+    with appending(path) as fh:
         append_row(fh, row)
 
 

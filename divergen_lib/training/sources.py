@@ -24,6 +24,8 @@ def run_inputs(cfg: TrainingConfig, spec: RunSpec, profile_seed: int) -> RunInpu
     """Read the training json and the run's pool; decide its classes. A missing training image or pool file is an
     error here, before anything is written or trained (images and crops are read only when drawn)."""
     train = read_lvis(cfg.train.annotations)
+    if not train["annotations"]:
+        raise InputError(f"{cfg.train.annotations}: no annotations (a training json needs at least one instance)")
     _check_images_exist(train, cfg.train)
     metadata = read_category_metadata(cfg.categories) if cfg.categories else None
     pool = resolve_pool_paths(read_instance_pool(spec.pool), spec.pool.parent) if spec.pool else None
@@ -33,7 +35,7 @@ def run_inputs(cfg: TrainingConfig, spec: RunSpec, profile_seed: int) -> RunInpu
     if pool is not None:
         by_category = pool_by_category(pool, metadata or train["categories"], classes, pool_name)
         _check_pool_files_exist(by_category, pool_name)
-        crops = {cid: PoolCrops(entries) for cid, entries in by_category.items()}
+        crops = {cid: PoolCrops(entries, f"{pool_name}: category {cid}") for cid, entries in by_category.items()}
         paste = PasteSource(crops, area_prior(train), cfg.paste)
     return RunInputs(train, classes, paste, spec.seed if spec.seed is not None else profile_seed)
 

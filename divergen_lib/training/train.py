@@ -19,6 +19,8 @@ from .run import RunOutput
 from .sources import run_inputs
 from .truncation import truncate_checkpoint_file
 
+RETRAIN = "give the run a new name, or delete its folder to retrain it"
+
 
 def train_run(cfg: TrainingConfig, spec: RunSpec, run: RunLayout, profile_seed: int, device: str) -> RunOutput:
     """Train one run (resuming if interrupted) and truncate it when it has extra categories, holding the run
@@ -30,7 +32,7 @@ def train_run(cfg: TrainingConfig, spec: RunSpec, run: RunLayout, profile_seed: 
 def _train_run(cfg: TrainingConfig, spec: RunSpec, run: RunLayout, profile_seed: int, device: str) -> RunOutput:
     inputs = run_inputs(cfg, spec, profile_seed)
     run_json = method_values({"run": spec.name, "pool": spec.pool, "seed": inputs.seed, "training": cfg})
-    _refuse_other_settings(run, run_json)
+    _refuse_other_settings(run, run_json, inputs.classes.to_json())
     if dist_info().is_main:
         write_class_map(inputs.classes, run.classes)
         write_json(run_json, run.run_json)
@@ -41,17 +43,22 @@ def _train_run(cfg: TrainingConfig, spec: RunSpec, run: RunLayout, profile_seed:
     return output
 
 
-def _refuse_other_settings(run: RunLayout, wanted: dict[str, Any]) -> None:
-    """A run folder that holds a model keeps the settings it was trained with: training it again with others
-    (other than the list of runs) would describe the old model by the new settings."""
-    if not run.run_json.is_file() or not (run.checkpoint.is_file() or run.final.is_file()):
+def _refuse_other_settings(run: RunLayout, wanted: dict[str, Any], classes: dict[str, Any]) -> None:
+    """A run folder that holds a model keeps the settings and classes it was trained with: training it again with
+    others (other than the list of runs) would describe the old model by the new settings, or resume a model of
+    other shapes. A model without the ``run.json`` that says how it was made is refused too."""
+    if not (run.checkpoint.is_file() or run.final.is_file()):
         return
-    recorded = read_json(run.run_json)
-    changed = sorted(_differences(recorded, wanted))
+    if not run.run_json.is_file():
+        raise InputError(
+            f"run {run.name} in {run.root} holds a model but no {run.run_json.name} saying how it was made; {RETRAIN}"
+        )
+    changed = _differences(read_json(run.run_json), wanted)
+    changed += ["classes"] if run.classes.is_file() and read_json(run.classes) != classes else []
     if changed:
         raise InputError(
-            f"run {run.name} in {run.root} was trained with other settings ({', '.join(changed[:5])}); "
-            "give the run a new name, or delete its folder to retrain it"
+            f"run {run.name} in {run.root} was trained with other settings ({', '.join(sorted(changed)[:5])}); "
+            + RETRAIN
         )
 
 

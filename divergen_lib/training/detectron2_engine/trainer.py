@@ -19,7 +19,7 @@ from detectron2.utils.env import seed_all_rng
 
 from ...categories import read_category_metadata
 from ...distributed import require_single_process, resolve_device, unwrap_ddp
-from ...errors import InputError
+from ...errors import InputError, disk_full, no_space_left
 from ...formats import atomic_write_text, write_json
 from ..checkpoints import save_checkpoint
 from ..config import TrainingConfig
@@ -134,6 +134,10 @@ def _train_process(job: Job) -> None:
         raise TrainingDiverged(
             f"{str(err).splitlines()[0]} lower solver.lr, raise solver.warmup_iterations or set solver.grad_clip"
         ) from None
+    except Exception as err:
+        if no_space_left(err):  # detectron2's checkpointer writes in place; its last complete checkpoint is kept
+            raise disk_full(job.run.root) from None
+        raise
     if comm.is_main_process():
         save_checkpoint(trainer.final_checkpoint(), job.run.final)
     comm.synchronize()

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from ...config import method_values
 from ...distributed import DistInfo, barrier, dist_info, init_process_group, resolve_device, unwrap_ddp
+from ...errors import InputError
 from ...progress import progress
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..classes import ClassMap
@@ -109,7 +110,15 @@ def train(cfg: TrainingConfig, inputs: RunInputs, run: RunLayout, device: str = 
     )
     last = run.checkpoint
     if last.is_file():
-        state.restore(load_checkpoint(last, map_location=dev))
+        try:
+            state.restore(load_checkpoint(last, map_location=dev))
+        except (RuntimeError, KeyError, ValueError) as err:  # a checkpoint of another model or optimizer
+            if isinstance(err, InputError):
+                raise
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(
+                f"{last}: not a checkpoint of this run's model ({reason}); delete it to train the run from the start"
+            ) from None
         log.info("resuming %s at step %d", run.name, state.step)
     drop_rows_after(run.loss_log, state.step)
     if info.world_size > 1:
