@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DiskFullError, no_space_left
+from .errors import DiskFullError, disk_full, no_space_left
 from .folder_lock import folder_lock
 from .formats import append_row, appending, read_manifest, remove_temp_files, write_manifest
 from .progress import progress
@@ -240,8 +240,10 @@ def _run_batch(
             raise RuntimeError(f"{name}: {len(rows)} rows for a batch of {len(items)} items")
         return rows
     except Exception as err:  # noqa: BLE001 - recorded per item by design
-        if not record_errors or no_space_left(err) or isinstance(err, DiskFullError):
+        if not record_errors or isinstance(err, DiskFullError):
             raise  # a full disk stops the stage: every later item would fail too, and the rerun does them
+        if no_space_left(err):
+            raise disk_full(getattr(err, "filename", None) or f"{name} item {batch[0][0]}") from None
         if len(batch) > 1:
             return [_run_batch(call, [pair], name, record_errors)[0] for pair in batch]
         log.debug("%s: %s failed\n%s", name, batch[0][0], traceback.format_exc())

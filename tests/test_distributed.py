@@ -109,23 +109,23 @@ def test_item_errors_are_recorded_and_do_not_stop_the_map(tmp_path):
 
 
 def test_failed_items_are_retried_by_the_next_run_and_nothing_else_is_redone(tmp_path):
-    disk_full = {"item03", "item07"}
+    flaky_io = {"item03", "item07"}  # a network file system's I/O errors (a full disk stops the map instead)
     calls = []
 
     def flaky(item):
         calls.append(item)
-        if item in disk_full:
-            raise OSError(28, "No space left on device")
+        if item in flaky_io:
+            raise OSError(5, "Input/output error")
         return square(item)
 
     first = resumable_map(IDS, flaky, tmp_path, "squares", info=DistInfo())
     assert [r["id"] for r in first if r.get("status") == "error"] == ["item03", "item07"]
-    disk_full.discard("item03")  # space freed for one of them
+    flaky_io.discard("item03")  # the fault is gone for one of them
     calls.clear()
     second = resumable_map(IDS, flaky, tmp_path, "squares", info=DistInfo())
     assert calls == ["item03", "item07"]
     assert [r["id"] for r in second if r.get("status") == "error"] == ["item07"]
-    disk_full.clear()
+    flaky_io.clear()
     third = resumable_map(IDS, flaky, tmp_path, "squares", info=DistInfo())
     assert third == resumable_map(IDS, square, tmp_path / "uninterrupted", "squares", info=DistInfo())
 
@@ -186,3 +186,17 @@ def test_rows_made_by_other_settings_are_redone_whatever_the_world_size_of_eithe
     assert [r["settings"] for r in rows] == [new[i] for i in IDS]
     assert resumable_map(IDS, counted, tmp_path, "values", info=DistInfo(), settings=new) == rows
     assert len(calls) == len([i for i in IDS if new[i] == "offset100"])  # nothing redone twice
+
+
+def test_a_full_disk_stops_the_map_instead_of_failing_every_later_item(tmp_path):
+    from divergen_lib.errors import DiskFullError
+
+    def fills_up(item):
+        if item == "item05":
+            raise OSError(28, "No space left on device")
+        return square(item)
+
+    with pytest.raises(DiskFullError, match=r"no space left on the device; free some and rerun"):
+        resumable_map(IDS, fills_up, tmp_path, "squares", info=DistInfo())
+    rows = resumable_map(IDS, square, tmp_path, "squares", info=DistInfo())
+    assert rows == resumable_map(IDS, square, tmp_path / "uninterrupted", "squares", info=DistInfo())
