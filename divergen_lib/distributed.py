@@ -177,7 +177,8 @@ def resumable_map(
     recorded row always means complete outputs. The row gets ``id`` = ``id_of(item)``. With
     ``record_errors`` an exception becomes a row ``{"id", "status": "error", "reason"}`` and the map goes on;
     every later run retries the items whose row is an error (a row with ``status: error`` written by ``fn`` too),
-    so a transient fault (a full disk, a network file system, an out-of-memory batch) loses nothing.
+    so a transient fault (a network file system, an out-of-memory batch) loses nothing. A full disk or quota stops
+    the map instead (:class:`..errors.DiskFullError`: every later item would fail too); the rerun does the rest.
 
     ``settings`` (id -> a digest of the method settings that decide the item's output, e.g.
     :func:`..config.settings_digest` of the item and its model's settings) is recorded in each row; a later run whose

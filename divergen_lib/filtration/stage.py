@@ -102,7 +102,8 @@ class _Scorer:
         self.clip, self.cfg, self.gen_dir, self.texts, self.means = clip, cfg, gen_dir, texts, means
 
     def __call__(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        images = [read_image(self.gen_dir / r["path"]) for r in batch]
+        sources = [str(self.gen_dir / r["path"]) for r in batch]
+        images = [read_image(src) for src in sources]
         masks = [rle_to_mask(r["rle"]) for r in batch]
         rows = [
             {
@@ -114,8 +115,6 @@ class _Scorer:
             }
             for r in batch
         ]
-
-        sources = [str(self.gen_dir / r["path"]) for r in batch]
 
         def embed(background: tuple[int, int, int]) -> np.ndarray:
             triples = zip(images, masks, sources, strict=True)
@@ -175,8 +174,8 @@ class _PoolWriter:
         self.out_dir, self.gen_dir, self.index, self.rles = out_dir, gen_dir, index, rles
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        image = read_image(self.gen_dir / row["path"])
-        crop = rgba_crop(image, rle_to_mask(self.rles[row["annotation_id"]]), str(self.gen_dir / row["path"]))
+        source = self.gen_dir / row["path"]
+        crop = rgba_crop(read_image(source), rle_to_mask(self.rles[row["annotation_id"]]), str(source))
         relpath = FiltrationLayout.crop_relpath(self.index[row["category_id"]], row["annotation_id"])
         write_png(crop, self.out_dir / relpath)
         return {"status": "ok", "model": row["model"], "category_id": row["category_id"], "crop": relpath}

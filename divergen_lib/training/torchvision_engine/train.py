@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from ...config import method_values
 from ...distributed import DistInfo, barrier, dist_info, init_process_group, resolve_device, unwrap_ddp
-from ...errors import InputError
+from ...errors import InputError, unreadable_weights_reason
 from ...progress import progress
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..classes import ClassMap
@@ -115,9 +115,9 @@ def train(cfg: TrainingConfig, inputs: RunInputs, run: RunLayout, device: str = 
         except (RuntimeError, KeyError, ValueError) as err:  # a checkpoint of another model or optimizer
             if isinstance(err, InputError):
                 raise
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise InputError(
-                f"{last}: not a checkpoint of this run's model ({reason}); delete it to train the run from the start"
+                f"{last}: not a checkpoint of this run's model ({unreadable_weights_reason(err)}); delete it to train "
+                "the run from the start"
             ) from None
         log.info("resuming %s at step %d", run.name, state.step)
     drop_rows_after(run.loss_log, state.step)
