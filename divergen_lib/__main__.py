@@ -20,6 +20,13 @@ from .registry import load_target
 from .stages import STAGES, ManifestResult, StageResult, failed_rows
 
 
+def _positive(text: str) -> int:
+    """An integer >= 1 (argparse prints one line for anything else)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set",
@@ -60,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     help_backend = "faster-coco-eval (default) or the reference: lvis-api (LVIS), pycocotools (COCO)"
     ev.add_argument("--backend", choices=backends, default="fast", help=help_backend)
     ev.add_argument("--out", help="also write the metrics and per-category AP to this json")
+    ev.add_argument(
+        "--workers", type=_positive, help="processes of the fast LVIS backend (default: the cores available)"
+    )
     pr = sub.add_parser("predict", help="pictures and LVIS results of a trained run on your own images")
     pr.add_argument("--run", required=True, help="a training run folder, or its model_final(_truncated).pth")
     pr.add_argument("--images", required=True, help="an image file, or a folder of them")
@@ -120,10 +130,12 @@ def _report_failed(command: str, result: StageResult) -> int:
 
 
 def _evaluate_results(args: argparse.Namespace) -> int:
+    from .distributed import available_cores
     from .evaluation.metrics_file import evaluate_results_file, metrics_table
     from .formats import write_json
 
-    record = evaluate_results_file(args.gt, args.results, args.iou, args.backend, args.format)
+    workers = args.workers or available_cores()
+    record = evaluate_results_file(args.gt, args.results, args.iou, args.backend, args.format, workers)
     print(metrics_table(record))
     if args.out:
         write_json(record, args.out)

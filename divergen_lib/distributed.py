@@ -59,6 +59,12 @@ def dist_info() -> DistInfo:
     return DistInfo(rank, world, local)
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the system has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
 def shard(ids: Sequence[Any], rank: int | None = None, world_size: int | None = None) -> list[Any]:
     """This rank's share of ``ids``: ``ids[rank::world_size]`` (defaults from :func:`dist_info`)."""
     info = dist_info()

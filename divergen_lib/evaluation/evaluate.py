@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
+from ..distributed import available_cores
 from ..errors import InputError
 from ..formats import read_json, read_lvis, read_results, write_json, write_results
 from ..training.engine import Detector
@@ -75,7 +76,10 @@ def _metrics(run: RunOutput, cfg: EvaluationConfig, detector: _LazyDetector) -> 
     data = _fresh(path, expected)
     if data is None:
         results = _results(run, detector)
-        data = expected | metrics_record(run.config.val.annotations, results, cfg.iou_types, cfg.backend)
+        workers = cfg.workers or available_cores()
+        data = expected | metrics_record(
+            run.config.val.annotations, results, cfg.iou_types, cfg.backend, workers=workers
+        )
         write_json(data, path)
     return data
 

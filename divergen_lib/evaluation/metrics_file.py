@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..errors import InputError
-from ..formats import check_results, read_results
+from ..formats import check_results, read_json, read_results
+from ..formats.detections import Detections, read_detections
 from .coco_metrics import evaluate_coco_detailed
 from .lvis_metrics import METRICS, evaluate_lvis_detailed
 
@@ -19,33 +20,42 @@ Backend = Literal["fast", "lvis", "pycocotools"]
 REFERENCE = {"lvis": "lvis", "coco": "pycocotools"}
 
 
-def metrics_record(
-    gt_json_path: str | os.PathLike,
-    results: list[dict[str, Any]],
-    iou_types: Sequence[IouType],
-    backend: Backend,
-    dataset_format: Literal["lvis", "coco"] = "lvis",
-) -> dict[str, Any]:
-    """``{iou_type: {metric: value}, f"{iou_type}_per_category": {category id: AP}}`` for every IoU type. Malformed
-    results (:func:`~divergen_lib.formats.check_results`) and a missing ground truth are refused before any IoU type
-    is evaluated; the results' ids are checked against the ground truth once a backend has read it."""
+def _check_inputs(gt_json_path: str | os.PathLike, backend: Backend, dataset_format: str) -> None:
     if backend not in ("fast", REFERENCE[dataset_format]):
         raise InputError(
             f"backend {backend!r} does not evaluate {dataset_format} (use fast or {REFERENCE[dataset_format]})"
         )
     if not os.path.isfile(gt_json_path):
         raise InputError(f"{gt_json_path}: ground truth not found")
-    check_results(results, "segm" if "segm" in iou_types else "bbox")
+
+
+def metrics_record(
+    gt_json_path: str | os.PathLike,
+    results: list[dict[str, Any]] | Detections,
+    iou_types: Sequence[IouType],
+    backend: Backend,
+    dataset_format: Literal["lvis", "coco"] = "lvis",
+    workers: int = 1,
+) -> dict[str, Any]:
+    """``{iou_type: {metric: value}, f"{iou_type}_per_category": {category id: AP}}`` for every IoU type. Malformed
+    results (:func:`~divergen_lib.formats.check_results`) and a missing ground truth are refused before any IoU type
+    is evaluated; the results' ids are checked against the ground truth once a backend has read it. ``workers``:
+    processes of the fast LVIS backend (:mod:`.lvis_shards`)."""
+    _check_inputs(gt_json_path, backend, dataset_format)
+    with_masks = "segm" in iou_types
+    if isinstance(results, list):
+        check_results(results, "segm" if with_masks else "bbox")
+    fast_lvis = dataset_format == "lvis" and backend == "fast"
+    if fast_lvis and isinstance(results, list):
+        results = Detections.from_results(results, with_masks)
+    gt: str | os.PathLike | dict[str, Any] = read_json(gt_json_path) if fast_lvis and len(results) else gt_json_path
     record: dict[str, Any] = {}
     for iou_type in iou_types:
         if dataset_format == "coco":
-            evaluation = evaluate_coco_detailed(
-                gt_json_path, results, iou_type, "fast" if backend == "fast" else "pycocotools"
-            )
+            given = results.to_results(with_masks) if isinstance(results, Detections) else results
+            evaluation = evaluate_coco_detailed(gt_json_path, given, iou_type, backend)  # type: ignore[arg-type]
         else:
-            evaluation = evaluate_lvis_detailed(
-                gt_json_path, results, iou_type, "fast" if backend == "fast" else "lvis"
-            )
+            evaluation = evaluate_lvis_detailed(gt, results, iou_type, backend, workers)  # type: ignore[arg-type]
         record[iou_type] = evaluation.metrics
         record[f"{iou_type}_per_category"] = {str(k): v for k, v in evaluation.per_category.items()}
     return record
@@ -57,12 +67,20 @@ def evaluate_results_file(
     iou_types: Sequence[IouType] = ("bbox", "segm"),
     backend: Backend = "fast",
     dataset_format: Literal["lvis", "coco"] = "lvis",
+    workers: int = 1,
 ) -> dict[str, Any]:
     """The metrics of a results json (this project's, detectron2's ``lvis_instances_results.json`` or
-    ``coco_instances_results.json``, ...) against LVIS- or COCO-format ground truth, with where they came from."""
+    ``coco_instances_results.json``, ...) against LVIS- or COCO-format ground truth, with where they came from.
+    The fast LVIS backend reads the file entry by entry into columns (:func:`~divergen_lib.formats.detections.
+    read_detections`), so a results file of LVIS val size is never held as Python dicts."""
     record = {"ground_truth": str(gt_json_path), "format": dataset_format, "results": str(results_path)}
     record["backend"] = backend
-    return record | metrics_record(gt_json_path, read_results(results_path), iou_types, backend, dataset_format)
+    _check_inputs(gt_json_path, backend, dataset_format)
+    if dataset_format == "lvis" and backend == "fast":
+        results: list[dict[str, Any]] | Detections = read_detections(results_path, "segm" in iou_types)
+    else:
+        results = read_results(results_path)
+    return record | metrics_record(gt_json_path, results, iou_types, backend, dataset_format, workers)
 
 
 def metrics_table(record: dict[str, Any]) -> str:

@@ -78,7 +78,12 @@ def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     return data
 
 
-def _entry_problem(det: Any, images: set[int] | None, categories: set[int] | None, needs_mask: bool) -> str | None:
+def unknown_id_problem(key: str, value: int, what: str) -> str:
+    """The message for an image or category id the ground truth does not have."""
+    return f"{key} {value} is not {what} of the ground truth"
+
+
+def entry_problem(det: Any, images: set[int] | None, categories: set[int] | None, needs_mask: bool) -> str | None:
     """What is wrong with one results entry, or None (ids are checked when the ground truth's are given)."""
     if not isinstance(det, dict):
         return f"not a mapping but {type(det).__name__}"
@@ -90,7 +95,7 @@ def _entry_problem(det: Any, images: set[int] | None, categories: set[int] | Non
         if isinstance(value, bool) or not isinstance(value, int):
             return f"{key} {value!r} is not an integer"
         if known is not None and value not in known:
-            return f"{key} {value} is not {what} of the ground truth"
+            return unknown_id_problem(key, value, what)
     if not _finite(det["score"]):
         return f"score {det['score']!r} is not a finite number"
     box = det["bbox"]
@@ -102,7 +107,16 @@ def _entry_problem(det: Any, images: set[int] | None, categories: set[int] | Non
         rle = det.get("segmentation")
         if not isinstance(rle, dict) or not {"size", "counts"} <= rle.keys():
             return "no RLE segmentation ({'size': [h, w], 'counts': ...}), which segm evaluation needs"
+        size, counts = rle["size"], rle["counts"]
+        if not isinstance(size, list | tuple) or len(size) != 2 or not all(_count(v) for v in size):
+            return f"segmentation size {size!r} is not [height, width]"
+        if not isinstance(counts, str | bytes) and not (isinstance(counts, list) and all(_count(v) for v in counts)):
+            return "segmentation counts is neither a compressed RLE string nor a list of run lengths"
     return None
+
+
+def _count(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= 0
 
 
 def _finite(value: Any) -> bool:
@@ -122,6 +136,6 @@ def check_results(
     image_set = None if images is None else set(images)
     category_set = None if categories is None else set(categories)
     for index, det in enumerate(results):
-        problem = _entry_problem(det, image_set, category_set, iou_type == "segm")
+        problem = entry_problem(det, image_set, category_set, iou_type == "segm")
         if problem is not None:
             raise FormatError(f"{source}[{index}]: {problem}")
