@@ -157,3 +157,41 @@ def test_evaluate_results_streams_the_file_with_workers_and_matches_the_lvis_api
         assert fast[f"{iou_type}_per_category"] == pytest.approx(reference[f"{iou_type}_per_category"], abs=1e-9)
     wrong = run_cli("evaluate-results", *args, "--workers", "0")
     assert wrong.returncode == 2 and "expected a whole number >= 1, got '0'" in wrong.stderr
+
+
+def _columns_equal(a, b):
+    for name in ("image_id", "category_id", "score", "bbox", "rle_offsets", "rle_size"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.rle_counts == b.rle_counts
+
+
+@pytest.mark.parametrize("workers", [2, 3, 7])
+def test_a_results_file_read_by_several_processes_is_the_file(tmp_path, monkeypatch, workers):
+    from divergen_lib.evaluation import parallel
+
+    _, _, results = _case(tmp_path, 6, n_images=20)
+    trap = {"note": "}, {" * 40}  # what looks like a boundary between entries, inside strings
+    results = [{**r, **trap} for r in results]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results))
+    monkeypatch.setattr(parallel, "PARALLEL_READ_BYTES", 0)
+    serial = read_detections(path, with_masks=True)
+    assert len(serial) == len(results)
+    _columns_equal(parallel.read_results_columns(path, True, workers), serial)
+    results[len(results) // 2]["score"] = "high"
+    path.write_text(json.dumps(results))
+    with pytest.raises(FormatError, match=rf"results\[{len(results) // 2}\]: score 'high'"):
+        parallel.read_results_columns(path, True, workers)
+
+
+def test_byte_ranges_hold_every_entry_once(tmp_path):
+    from divergen_lib.formats.detections import concatenate, read_detections_range
+    from divergen_lib.formats.json_stream import split_json_list
+
+    _, _, results = _case(tmp_path, 7, n_images=20)
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(results, indent=1))
+    ranges = split_json_list(path, 5)
+    assert len(ranges) == 5 and [closed for *_, closed in ranges] == [False] * 4 + [True]
+    parts = [read_detections_range(path, s, e, closed, True) for s, e, closed in ranges]
+    _columns_equal(concatenate(parts, True), read_detections(path, True))

@@ -23,22 +23,23 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 from collections import defaultdict
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..formats import MAX_DETS
-from ..formats.detections import Detections
+from ..formats.detections import Detections, gc_paused
 from ..progress import progress
+from .parallel import process_pool
 
 log = logging.getLogger(__name__)
 
 SHARD_SIZE = 400_000  # detections + ground-truth instances per task: bounds a worker's memory
+MAX_PAIRS = 2_000  # (category, image) pairs per task: the library's cost grows with their product
 TASKS_PER_WORKER = 4  # with several workers, at least this many tasks each, so that they finish together
 FREQUENCIES = ("r", "c", "f")
 
@@ -76,11 +77,18 @@ class ShardedEvaluation:
 
 
 def _evaluate_task(task: _Task) -> _Shard:
+    with gc_paused():  # the library makes a dict per detection and instance, and no cycles
+        return _evaluate_with_library(task)
+
+
+def _evaluate_with_library(task: _Task) -> _Shard:
     from faster_coco_eval import COCO, COCOeval_faster
 
     gt = COCO({"images": task.images, "annotations": task.annotations, "categories": task.categories})
     dets = gt.loadRes(task.detections.to_results(task.iou_type == "segm"))
-    evaluator = COCOeval_faster(gt, dets, task.iou_type, lvis_style=True, print_function=log.debug)
+    evaluator = COCOeval_faster(
+        gt, dets, task.iou_type, lvis_style=True, print_function=log.debug, rle_iou_max_workers=1
+    )  # one thread: the parallelism is in the processes
     params = evaluator.params
     params.maxDets = [MAX_DETS]
     params.catIds = sorted(c["id"] for c in task.categories)
@@ -120,6 +128,8 @@ class _Planner:
         self.categories = sorted((c for c in dataset["categories"] if self.annotations[c["id"]]), key=lambda c: c["id"])
         self.image_by_id = {img["id"]: img for img in dataset["images"]}
         ids = np.array([c["id"] for c in self.categories], np.int64)
+        if iou_type != "segm":
+            dets = dets.without_masks()
         keep = evaluated_detections(dataset, dets)
         keep = keep[np.isin(dets.category_id[keep], ids)]
         self.dets = dets.take(keep[np.argsort(dets.category_id[keep], kind="stable")])
@@ -128,17 +138,21 @@ class _Planner:
         self.weights = (self.ends - self.starts) + np.array([len(self.annotations[i]) for i in ids.tolist()]) + 1
 
     def groups(self, workers: int, shard_size: int) -> list[range]:
-        """``count`` consecutive runs of category positions, each of about the same weight."""
+        """Consecutive runs of category positions of about the same weight (at least :data:`TASKS_PER_WORKER` per
+        worker), none heavier than ``shard_size`` or spanning more than :data:`MAX_PAIRS` (category, image) pairs
+        unless it is a single category."""
         total = int(self.weights.sum())
         count = max(math.ceil(total / shard_size), TASKS_PER_WORKER * workers if workers > 1 else 1)
-        count = min(count, len(self.categories))
-        target, groups, start, load = total / count, [], 0, 0
-        for k, weight in enumerate(self.weights.tolist()):
-            load += weight
-            still_to_open = count - len(groups) - 1
-            if still_to_open and (load >= target or len(self.categories) - k - 1 == still_to_open):
-                groups.append(range(start, k + 1))
-                start, load = k + 1, 0
+        target = total / min(count, len(self.categories) or 1)
+        groups, start, load, images = [], 0, 0, set()
+        for k, category in enumerate(self.categories):
+            merged = images | self.images_of[category["id"]]
+            weight = int(self.weights[k])
+            too_big = load + weight > shard_size or (k - start + 1) * len(merged) > MAX_PAIRS
+            if k > start and (load >= target or too_big):
+                groups.append(range(start, k))
+                start, load, merged = k, 0, set(self.images_of[category["id"]])
+            images, load = merged, load + weight
         groups.append(range(start, len(self.categories)))
         return [g for g in groups if len(g)]
 
@@ -147,9 +161,9 @@ class _Planner:
         ids = [c["id"] for c in categories]
         image_ids = sorted(set().union(*(self.images_of[i] for i in ids)))
         annotations = [dict(a) for i in ids for a in self.annotations[i]]  # the library adds keys to each
-        window = np.arange(self.starts[positions.start], self.ends[positions.stop - 1])
+        window = self.dets.window(int(self.starts[positions.start]), int(self.ends[positions.stop - 1]))
         images = [self.image_by_id[i] for i in image_ids]
-        return _Task(self.iou_type, categories, images, annotations, self.dets.take(window))
+        return _Task(self.iou_type, categories, images, annotations, window)
 
 
 def _run(tasks: Iterator[_Task], workers: int) -> Iterator[_Shard]:
@@ -157,9 +171,7 @@ def _run(tasks: Iterator[_Task], workers: int) -> Iterator[_Shard]:
     if workers <= 1:
         yield from map(_evaluate_task, tasks)
         return
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with process_pool(workers) as pool:
         pending: set[Future[_Shard]] = set()
         for task in tasks:  # at most two tasks per worker wait, so the parent never holds every shard at once
             pending.add(pool.submit(_evaluate_task, task))

@@ -10,9 +10,10 @@ from typing import Any, Literal
 
 from ..errors import InputError
 from ..formats import check_results, read_json, read_results
-from ..formats.detections import Detections, read_detections
+from ..formats.detections import Detections
 from .coco_metrics import evaluate_coco_detailed
 from .lvis_metrics import METRICS, evaluate_lvis_detailed
+from .parallel import read_results_columns
 
 IouType = Literal["bbox", "segm"]
 Backend = Literal["fast", "lvis", "pycocotools"]
@@ -72,12 +73,12 @@ def evaluate_results_file(
     """The metrics of a results json (this project's, detectron2's ``lvis_instances_results.json`` or
     ``coco_instances_results.json``, ...) against LVIS- or COCO-format ground truth, with where they came from.
     The fast LVIS backend reads the file entry by entry into columns (:func:`~divergen_lib.formats.detections.
-    read_detections`), so a results file of LVIS val size is never held as Python dicts."""
+    read_detections`, by ``workers`` processes), so a results file of LVIS val size is never held as Python dicts."""
     record = {"ground_truth": str(gt_json_path), "format": dataset_format, "results": str(results_path)}
     record["backend"] = backend
     _check_inputs(gt_json_path, backend, dataset_format)
     if dataset_format == "lvis" and backend == "fast":
-        results: list[dict[str, Any]] | Detections = read_detections(results_path, "segm" in iou_types)
+        results: list[dict[str, Any]] | Detections = read_results_columns(results_path, "segm" in iou_types, workers)
     else:
         results = read_results(results_path)
     return record | metrics_record(gt_json_path, results, iou_types, backend, dataset_format, workers)

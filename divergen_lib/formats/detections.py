@@ -9,17 +9,19 @@ the first bad one by its index.
 
 from __future__ import annotations
 
+import gc
 import os
-from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from .errors import FormatError
-from .json_stream import iter_json_list
+from .json_stream import iter_json_batches, iter_json_range
 from .results import MAX_DETS, entry_problem, unknown_id_problem
 
 
@@ -48,8 +50,7 @@ class Detections:
     def from_results(cls, results: Iterable[Any], with_masks: bool, source: str = "results") -> Detections:
         """The detections of results dicts (checked; with ``with_masks`` each needs an RLE ``segmentation``)."""
         columns = _Columns(with_masks)
-        for index, det in enumerate(results):
-            columns.add(index, det, source)
+        columns.add_batch(0, list(results), source)
         return columns.finish()
 
     def take(self, indices: np.ndarray) -> Detections:
@@ -62,6 +63,18 @@ class Detections:
         counts = b"".join(buffer[s:e] for s, e in zip(starts.tolist(), ends.tolist(), strict=True))
         offsets = np.concatenate([[0], np.cumsum(ends - starts)]).astype(np.int64)
         return Detections(*base, counts, offsets, self.rle_size[indices])
+
+    def window(self, start: int, stop: int) -> Detections:
+        """Detections ``start`` to ``stop`` (a slice: no per-detection work)."""
+        base = (self.image_id[start:stop], self.category_id[start:stop], self.score[start:stop], self.bbox[start:stop])
+        if self.rle_counts is None or self.rle_offsets is None or self.rle_size is None:
+            return Detections(*base)
+        offsets = self.rle_offsets[start : stop + 1]
+        counts = self.rle_counts[int(offsets[0]) : int(offsets[-1])]
+        return Detections(*base, counts, offsets - offsets[0], self.rle_size[start:stop])
+
+    def without_masks(self) -> Detections:
+        return Detections(self.image_id, self.category_id, self.score, self.bbox)
 
     def to_results(self, with_masks: bool) -> list[dict[str, Any]]:
         """Results dicts (compressed RLE ``counts`` as bytes, as pycocotools makes them) for an evaluation API."""
@@ -99,51 +112,153 @@ class Detections:
             raise FormatError(f"{source}[{first[0]}]: {first[1]}")
 
 
+_NUMBER = {int, float}
+
+
+def _bulk_columns(batch: list[Any], with_masks: bool) -> tuple[np.ndarray, ...] | None:
+    """The columns of a run of entries checked in bulk (the common case: every one well formed), or None if any
+    entry fails a check (then each is checked on its own, which names the first bad one)."""
+    try:
+        ids = [d["image_id"] for d in batch]
+        cats = [d["category_id"] for d in batch]
+        scores = [d["score"] for d in batch]
+        boxes = [d["bbox"] for d in batch]
+        segs = [d["segmentation"] for d in batch] if with_masks else []
+        sizes = [s["size"] for s in segs]
+        counts = [s["counts"] for s in segs]
+    except (KeyError, TypeError):
+        return None
+    if not set(map(type, boxes)) | set(map(type, sizes)) <= {list}:
+        return None
+    boxes_flat, sizes_flat = list(chain.from_iterable(boxes)), list(chain.from_iterable(sizes))
+    if not (
+        set(map(type, ids)) | set(map(type, cats)) | set(map(type, sizes_flat)) <= {int}
+        and set(map(type, scores)) | set(map(type, boxes_flat)) <= _NUMBER
+        and set(map(len, boxes)) <= {4}
+        and set(map(len, sizes)) <= {2}
+        and set(map(type, counts)) <= {str}
+    ):
+        return None
+    try:
+        id_column, cat_column = np.array(ids, np.int64), np.array(cats, np.int64)
+    except OverflowError:
+        return None
+    score_column, box_column = np.array(scores, np.float64), np.array(boxes_flat, np.float64).reshape(-1, 4)
+    finite = np.isfinite(score_column).all() and np.isfinite(box_column).all()
+    if not finite or (box_column[:, 2:] < 0).any():
+        return None
+    if not with_masks:
+        return id_column, cat_column, score_column, box_column
+    size_column = np.array(sizes_flat, np.int64).reshape(-1, 2)
+    text = "".join(counts)
+    encoded = text.encode()
+    if (size_column < 0).any() or len(encoded) != len(text):
+        return None
+    lengths = np.fromiter(map(len, counts), np.int64, len(counts))
+    return id_column, cat_column, score_column, box_column, np.frombuffer(encoded, np.uint8), lengths, size_column
+
+
 class _Columns:
-    """Growing columns of checked detections."""
+    """Growing columns of checked detections, as a list of parts joined at the end."""
 
     def __init__(self, with_masks: bool) -> None:
         self.with_masks = with_masks
-        self.ids, self.cats = array("q"), array("q")
-        self.scores, self.boxes = array("d"), array("d")
-        self.counts, self.offsets, self.sizes = bytearray(), array("q", [0]), array("q")
+        self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(self, index: int, det: Any, source: str) -> None:
-        problem = entry_problem(det, None, None, self.with_masks)
-        if problem is not None:
+    def add_batch(self, first: int, batch: list[Any], source: str) -> None:
+        bulk = _bulk_columns(batch, self.with_masks)
+        if bulk is None:
+            bulk = self._one_by_one(first, batch, source)
+        self.parts.append(bulk)
+
+    def _one_by_one(self, first: int, batch: list[Any], source: str) -> tuple[np.ndarray, ...]:
+        """Columns of ``batch`` entry by entry, raising FormatError for the first malformed one."""
+        rows: list[tuple[np.ndarray, ...]] = []
+        for index, det in enumerate(batch, first):
+            problem = entry_problem(det, None, None, self.with_masks)
+            if problem is None:
+                try:
+                    rows.append(self._row(det))
+                    continue
+                except OverflowError:
+                    problem = "an id beyond the 64-bit range"
             raise FormatError(f"{source}[{index}]: {problem}")
-        try:
-            self.ids.append(det["image_id"])
-            self.cats.append(det["category_id"])
-        except OverflowError:
-            raise FormatError(f"{source}[{index}]: an id beyond the 64-bit range") from None
-        self.scores.append(det["score"])
-        self.boxes.extend(det["bbox"])
-        if self.with_masks:
-            rle = det["segmentation"]
-            h, w = rle["size"]
-            counts = rle["counts"]
-            if isinstance(counts, list):  # uncompressed RLE
-                counts = mask_utils.frPyObjects(rle, h, w)["counts"]
-            self.counts += counts.encode() if isinstance(counts, str) else counts
-            self.offsets.append(len(self.counts))
-            self.sizes.extend((h, w))
+        return tuple(np.concatenate(column) for column in zip(*rows, strict=True)) if rows else ()
+
+    def _row(self, det: dict[str, Any]) -> tuple[np.ndarray, ...]:
+        """The columns of one checked entry (any int/float types; a counts list or bytes made a string)."""
+        row = (
+            np.array([det["image_id"]], np.int64),
+            np.array([det["category_id"]], np.int64),
+            np.array([det["score"]], np.float64),
+            np.array([det["bbox"]], np.float64),
+        )
+        if not self.with_masks:
+            return row
+        rle = det["segmentation"]
+        h, w = (int(v) for v in rle["size"])
+        counts = rle["counts"]
+        if isinstance(counts, list):  # uncompressed RLE
+            counts = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)["counts"]
+        encoded = counts if isinstance(counts, bytes) else counts.encode()
+        text = np.frombuffer(encoded, np.uint8)
+        return (*row, text, np.array([len(encoded)], np.int64), np.array([[h, w]], np.int64))
 
     def finish(self) -> Detections:
-        def column(values: array, dtype: Any) -> np.ndarray:
-            return np.frombuffer(values, dtype=dtype).copy() if len(values) else np.zeros(0, dtype)
-
-        boxes = column(self.boxes, np.float64).reshape(-1, 4)
-        base = (column(self.ids, np.int64), column(self.cats, np.int64), column(self.scores, np.float64), boxes)
+        parts = [p for p in self.parts if p]
+        n_columns = 7 if self.with_masks else 4
+        if not parts:
+            empty = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4))]
+            parts = [(*empty, np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros((0, 2), np.int64))[:n_columns]]
+        columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
         if not self.with_masks:
-            return Detections(*base)
-        sizes = column(self.sizes, np.int64).reshape(-1, 2)
-        return Detections(*base, bytes(self.counts), column(self.offsets, np.int64), sizes)
+            return Detections(*columns)
+        ids, cats, scores, boxes, counts, lengths, sizes = columns
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return Detections(ids, cats, scores, boxes, counts.tobytes(), offsets, sizes)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while millions of short-lived, acyclic entries are made (each collection would
+    walk every object alive, a large ground truth included)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def read_detections(path: str | os.PathLike, with_masks: bool) -> Detections:
-    """The detections of a results json, read entry by entry (see :func:`iter_json_list`) and each checked."""
+    """The detections of a results json, read a window at a time (see :func:`iter_json_batches`) and checked."""
     columns = _Columns(with_masks)
-    for index, det in iter_json_list(path, "a list of detections"):
-        columns.add(index, det, "results")
+    with gc_paused():
+        for first, batch in iter_json_batches(path, "a list of detections"):
+            columns.add_batch(first, batch, "results")
+    return columns.finish()
+
+
+def read_detections_range(path: str | os.PathLike, start: int, end: int, closed: bool, with_masks: bool) -> Detections:
+    """The detections in one byte range of a results json (:func:`~.json_stream.split_json_list`); a bad entry
+    is named by its index within the range."""
+    columns = _Columns(with_masks)
+    with gc_paused():
+        for first, batch in iter_json_range(path, start, end, closed):
+            columns.add_batch(first, batch, f"results[bytes {start}:{end}]")
+    return columns.finish()
+
+
+def concatenate(parts: list[Detections], with_masks: bool) -> Detections:
+    """One set of detections from consecutive parts."""
+    columns = _Columns(with_masks)
+    for part in parts:
+        if len(part):
+            base = (part.image_id, part.category_id, part.score, part.bbox)
+            if with_masks and part.rle_counts is not None and part.rle_offsets is not None:
+                counts = np.frombuffer(part.rle_counts, np.uint8)
+                columns.parts.append((*base, counts, np.diff(part.rle_offsets), part.rle_size))  # type: ignore[arg-type]
+            else:
+                columns.parts.append(base)
     return columns.finish()
