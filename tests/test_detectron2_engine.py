@@ -212,3 +212,20 @@ def test_project_modules_extend_the_config_before_a_user_config_file(tmp_path, s
     missing = detectron2_training(tmp_path, smoke_world, "training.detectron2.project_modules=[no_such_project]")
     with pytest.raises(InputError, match="cannot import 'no_such_project'"):
         d2config.build_config(missing.section("training"), 3, "cpu")
+
+
+def test_the_mapper_leaves_crowd_regions_out(pool_world, tmp_path):
+    from .test_training import _crowd_image
+
+    world, root = pool_world
+    config = detectron2_training(tmp_path, world, *pool_runs(root))
+    cfg = config.section("training")
+    inputs = run_inputs(cfg, cfg.runs[0], config.common.seed)
+    d2 = d2config.build_config(cfg, inputs.classes.num_classes, "cpu", d2config.TrainSetup("toy", tmp_path, 0))
+    mapper = d2_mapper.PasteMapper(d2, inputs.classes, None, flip=False, seed=0)
+    info, anns = _crowd_image(tmp_path)
+    category = inputs.classes.category_ids[0]
+    train = {"images": [info], "annotations": [{**a, "category_id": category} for a in anns]}
+    records = d2_records.dataset_records(train, tmp_path, inputs.classes)
+    assert [a["iscrowd"] for a in records[0]["annotations"]] == [0, 1]
+    assert len(mapper({**records[0], "position": 0})["instances"]) == 1

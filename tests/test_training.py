@@ -352,3 +352,39 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_the_rerun_ends_with_the_uni
     resumed = run(smoke_training(tmp_path / "run", smoke_world))[0]
     expected, got = load_checkpoint(reference.checkpoint)["model"], load_checkpoint(resumed.checkpoint)["model"]
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def _crowd_image(tmp_path):
+    """A 40×50 image with one instance and one COCO crowd region (an uncompressed RLE) of the same category."""
+    from PIL import Image
+
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(tmp_path / "crowd.png")
+    info = {"id": 1, "file_name": "crowd.png", "height": 40, "width": 50}
+    instance = {
+        "id": 1,
+        "image_id": 1,
+        "category_id": 7,
+        "segmentation": [[2, 2, 20, 2, 20, 20, 2, 20]],
+        "bbox": [2, 2, 18, 18],
+        "area": 324,
+        "iscrowd": 0,
+    }
+    crowd = {
+        "id": 2,
+        "image_id": 1,
+        "category_id": 7,
+        "segmentation": {"size": [40, 50], "counts": [1200, 400, 400]},
+        "bbox": [30, 0, 10, 40],
+        "area": 400,
+        "iscrowd": 1,
+    }
+    return info, [instance, crowd]
+
+
+def test_crowd_regions_are_not_training_instances(tmp_path):
+    info, anns = _crowd_image(tmp_path)
+    for flip in (False, True):
+        sample = training_sample(info, anns, tmp_path, {7: 0}, None, flip, np.random.default_rng(1))
+        assert len(sample.masks) == 1 and sample.masks[0].sum() == 18 * 18
+    sample = training_sample(info, [{**anns[1], "iscrowd": 0}], tmp_path, {7: 0}, None, False, np.random.default_rng(1))
+    assert len(sample.masks) == 1 and sample.masks[0].sum() == 400  # the same region, were it an instance

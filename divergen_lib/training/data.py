@@ -102,10 +102,12 @@ def training_sample(
     flip: bool,
     rng: np.random.Generator,
 ) -> Sample:
-    """Read an image, flip it with probability 0.5 when ``flip``, paste instances when ``paste`` is given."""
+    """Read an image, flip it with probability 0.5 when ``flip``, paste instances when ``paste`` is given. A COCO
+    ``iscrowd: 1`` annotation (a region of many objects) is not an instance: it is left out, as detectron2's
+    ``DatasetMapper`` leaves it out."""
     image = read_image(image_file(image_info, image_root))
     h, w = image.shape[:2]
-    anns = [a for a in annotations if a["category_id"] in classes]
+    anns = [a for a in annotations if a["category_id"] in classes and not a.get("iscrowd", 0)]
     if flip and rng.random() < 0.5:
         image = np.ascontiguousarray(image[:, ::-1])
         anns = [{**a, "mask": annotation_mask(a, h, w)[:, ::-1]} for a in anns]

@@ -16,7 +16,7 @@ from ..classes import ClassMap
 
 def dataset_records(train: dict[str, Any], image_root: str | Path, classes: ClassMap) -> list[dict[str, Any]]:
     """detectron2 dataset dicts of an LVIS json: ``category_id`` and the LVIS per-image category lists as class
-    indices, boxes ``XYWH_ABS``, segmentations as given."""
+    indices, boxes ``XYWH_ABS``, segmentations and ``iscrowd`` as given (the mapper leaves crowd regions out)."""
     index = classes.index()
     by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for ann in train["annotations"]:
@@ -27,6 +27,7 @@ def dataset_records(train: dict[str, Any], image_root: str | Path, classes: Clas
                     "bbox_mode": BoxMode.XYWH_ABS,
                     "category_id": index[ann["category_id"]],
                     "segmentation": ann["segmentation"],
+                    "iscrowd": ann.get("iscrowd", 0),
                 }
             )
     return [
