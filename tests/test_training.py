@@ -388,3 +388,46 @@ def test_crowd_regions_are_not_training_instances(tmp_path):
         assert len(sample.masks) == 1 and sample.masks[0].sum() == 18 * 18
     sample = training_sample(info, [{**anns[1], "iscrowd": 0}], tmp_path, {7: 0}, None, False, np.random.default_rng(1))
     assert len(sample.masks) == 1 and sample.masks[0].sum() == 400  # the same region, were it an instance
+
+
+def _small_torchvision_model():
+    from divergen_lib.training.config import TorchvisionModel
+    from divergen_lib.training.torchvision_engine.model import build_model
+
+    cfg = TorchvisionModel(
+        backbone="resnet18",
+        min_size=64,
+        max_size=64,
+        anchor_sizes=(8, 16, 32, 64, 128),
+        fpn_channels=32,
+        mask_head_channels=16,
+        rpn_proposals_train=50,
+        roi_batch_size=16,
+    )
+    return build_model(cfg, 2)
+
+
+def test_torchvision_heads_ignore_background_examples_inside_crowd_regions():
+    model = _small_torchvision_model()
+    boxes = torch.tensor([[0.0, 0, 10, 10], [40, 40, 60, 60], [45, 45, 50, 50], [20, 0, 30, 10]])
+    target = {"boxes": boxes[:1], "labels": torch.tensor([1]), "crowd_boxes": torch.tensor([[0.5, 0.5, 1.0, 1.0]])}
+    plain = {k: v for k, v in target.items() if k != "crowd_boxes"}
+    model.rpn._image_sizes = [(64, 64)]
+    assert model.rpn.assign_targets_to_anchors([boxes], [target])[0][0].tolist() == [1, -1, -1, 0]
+    assert model.rpn.assign_targets_to_anchors([boxes], [plain])[0][0].tolist() == [1, 0, 0, 0]
+    heads = model.roi_heads
+    heads._image_shapes, heads._crowd = [(64, 64)], [target["crowd_boxes"]]
+    assert heads.assign_targets_to_proposals([boxes], [boxes[:1]], [torch.tensor([1])])[1][0].tolist() == [1, -1, -1, 0]
+
+
+def test_a_training_step_with_a_crowd_region_runs(tmp_path):
+    from divergen_lib.training.data import to_torchvision
+
+    info, anns = _crowd_image(tmp_path)
+    sample = training_sample(info, anns, tmp_path, {7: 0}, None, True, np.random.default_rng(0))
+    assert sample.crowd.shape == (1, 4)
+    model = _small_torchvision_model().train()
+    image, target = to_torchvision(sample, "cpu")
+    assert torch.all((target["crowd_boxes"] >= 0) & (target["crowd_boxes"] <= 1))
+    losses = model([image], [target])
+    assert all(torch.isfinite(v) for v in losses.values())

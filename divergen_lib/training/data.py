@@ -30,7 +30,7 @@ from .sampling import RepeatFactorStream
 @dataclass
 class Sample:
     """A training sample: ``masks`` N×H×W bool, ``boxes`` N×4 ``x0, y0, x1, y1``, ``classes`` N class indices,
-    ``pasted`` N bool (generated instances)."""
+    ``pasted`` N bool (generated instances); ``crowd`` C×4 ``x0, y0, x1, y1`` of the image's crowd regions."""
 
     image_id: int
     image: np.ndarray
@@ -38,6 +38,7 @@ class Sample:
     boxes: np.ndarray
     classes: np.ndarray
     pasted: np.ndarray
+    crowd: np.ndarray
 
 
 POOL_CROP_MAX_PIXELS = 4096 * 4096
@@ -103,15 +104,19 @@ def training_sample(
     rng: np.random.Generator,
 ) -> Sample:
     """Read an image, flip it with probability 0.5 when ``flip``, paste instances when ``paste`` is given. A COCO
-    ``iscrowd: 1`` annotation (a region of many objects) is not an instance: it is left out, as detectron2's
-    ``DatasetMapper`` leaves it out."""
+    ``iscrowd: 1`` annotation (a region of many objects) is not an instance (detectron2's ``DatasetMapper`` leaves
+    it out too); its box goes to ``crowd``, which the torchvision engine ignores background examples in."""
     image = read_image(image_file(image_info, image_root))
     h, w = image.shape[:2]
     anns = [a for a in annotations if a["category_id"] in classes and not a.get("iscrowd", 0)]
+    crowds = [annotation_mask(a, h, w) for a in annotations if a.get("iscrowd", 0)]
     if flip and rng.random() < 0.5:
         image = np.ascontiguousarray(image[:, ::-1])
         anns = [{**a, "mask": annotation_mask(a, h, w)[:, ::-1]} for a in anns]
         anns = [{**a, "bbox": mask_bbox(a["mask"])} for a in anns]
+        crowds = [m[:, ::-1] for m in crowds]
+    crowd = np.array([mask_bbox(m) for m in crowds if m.any()], dtype=np.float32).reshape(-1, 4)
+    crowd[:, 2:] += crowd[:, :2]
     if paste is not None:
         image, anns = paste_instances(image, anns, paste.crops, paste.prior, paste.config, rng)
     masks = [a["mask"] if "mask" in a else annotation_mask(a, h, w) for a in anns]
@@ -125,6 +130,7 @@ def training_sample(
         boxes=boxes,
         classes=np.array([classes[anns[i]["category_id"]] for i in keep], dtype=np.int64),
         pasted=np.array([bool(anns[i].get("pasted", False)) for i in keep]),
+        crowd=crowd,
     )
 
 
@@ -179,9 +185,12 @@ def collate(samples: list[Sample]) -> list[Sample]:
 
 def to_torchvision(sample: Sample, device: torch.device | str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Image as a float C×H×W tensor in [0, 1] and torchvision's target dict (labels shifted by 1: 0 is
-    background)."""
+    background; ``crowd_boxes`` for :mod:`.torchvision_engine.crowd`)."""
     image = torch.tensor(sample.image).permute(2, 0, 1).to(device, non_blocking=True).float().div_(255)
+    h, w = sample.image.shape[:2]
+    crowd = sample.crowd / np.array([w, h, w, h], np.float32)  # fractions: torchvision resizes only "boxes"
     target = {
+        "crowd_boxes": torch.from_numpy(crowd).to(device),
         "boxes": torch.from_numpy(sample.boxes).to(device),
         "labels": torch.from_numpy(sample.classes + 1).to(device),
         "masks": torch.from_numpy(sample.masks.astype(np.uint8)).to(device),

@@ -14,12 +14,14 @@ from ...errors import InputError, unreadable_weights_reason
 from ..checkpoints import load_checkpoint
 from ..classes import ClassMap
 from ..config import TestSettings, TorchvisionModel
+from .crowd import ignore_crowds
 
 ENGINE = "torchvision"  # the ``engine`` entry of its checkpoints
 
 
 def build_model(cfg: TorchvisionModel, num_classes: int, test: TestSettings | None = None) -> nn.Module:
-    """Mask R-CNN with a ResNet-FPN backbone for ``num_classes`` classes (+ background)."""
+    """Mask R-CNN with a ResNet-FPN backbone for ``num_classes`` classes (+ background); crowd regions of the
+    targets are ignore regions (:mod:`.crowd`)."""
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
@@ -40,7 +42,7 @@ def build_model(cfg: TorchvisionModel, num_classes: int, test: TestSettings | No
         backbone.out_channels = cfg.fpn_channels
     anchors = AnchorGenerator(tuple((s,) for s in cfg.anchor_sizes), ((0.5, 1.0, 2.0),) * len(cfg.anchor_sizes))
     test = test or TestSettings()
-    return MaskRCNN(
+    model = MaskRCNN(
         backbone,
         min_size=cfg.min_size,
         max_size=cfg.max_size,
@@ -54,6 +56,7 @@ def build_model(cfg: TorchvisionModel, num_classes: int, test: TestSettings | No
         box_score_thresh=test.score_threshold,
         box_detections_per_img=test.max_detections,
     )
+    return ignore_crowds(model)
 
 
 def _load_backbone_weights(body: nn.Module, path: Path) -> None:
