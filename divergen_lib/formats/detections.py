@@ -18,10 +18,10 @@ from itertools import chain
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 
 from .errors import FormatError
 from .json_stream import iter_json_batches, iter_json_range
+from .masks import as_compressed
 from .results import MAX_DETS, entry_problem, unknown_id_problem
 
 
@@ -197,10 +197,7 @@ class _Columns:
             return row
         rle = det["segmentation"]
         h, w = (int(v) for v in rle["size"])
-        counts = rle["counts"]
-        if isinstance(counts, list):  # uncompressed RLE
-            counts = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)["counts"]
-        encoded = counts if isinstance(counts, bytes) else counts.encode()
+        encoded: bytes = as_compressed({"size": [h, w], "counts": rle["counts"]})["counts"]
         text = np.frombuffer(encoded, np.uint8)
         return (*row, text, np.array([len(encoded)], np.int64), np.array([[h, w]], np.int64))
 
@@ -211,9 +208,10 @@ class _Columns:
             empty = [np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 4))]
             parts = [(*empty, np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros((0, 2), np.int64))[:n_columns]]
         columns = [np.concatenate(column) for column in zip(*parts, strict=True)]
+        ids, cats, scores, boxes = columns[:4]
         if not self.with_masks:
-            return Detections(*columns)
-        ids, cats, scores, boxes, counts, lengths, sizes = columns
+            return Detections(ids, cats, scores, boxes)
+        counts, lengths, sizes = columns[4:]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         return Detections(ids, cats, scores, boxes, counts.tobytes(), offsets, sizes)
 

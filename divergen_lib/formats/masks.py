@@ -19,7 +19,7 @@ def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts.decode("ascii")}
 
 
-def _as_compressed(rle: dict[str, Any]) -> Any:
+def as_compressed(rle: dict[str, Any]) -> Any:
     """pycocotools' compressed RLE (``counts`` as bytes) of a JSON RLE, compressed or not."""
     counts = rle["counts"]
     if isinstance(counts, list):  # uncompressed RLE
@@ -30,7 +30,7 @@ def _as_compressed(rle: dict[str, Any]) -> Any:
 
 def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
     """Decode compressed or uncompressed RLE to a boolean H×W mask."""
-    return mask_utils.decode(_as_compressed(rle)).astype(bool)
+    return mask_utils.decode(as_compressed(rle)).astype(bool)
 
 
 def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str, Any]:
@@ -40,7 +40,7 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
             raise FormatError("polygon segmentation needs lists of at least 3 (x, y) points")
         rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
     elif isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
-        rle = _as_compressed(segmentation)
+        rle = as_compressed(segmentation)
     else:
         raise FormatError(f"unknown segmentation format: {type(segmentation).__name__}")
     counts = rle["counts"]
@@ -52,12 +52,12 @@ def segmentation_to_rle(segmentation: Any, height: int, width: int) -> dict[str,
 
 def rle_area(rle: dict[str, Any]) -> int:
     """Number of foreground pixels."""
-    return int(mask_utils.area(_as_compressed(rle)))
+    return int(mask_utils.area(as_compressed(rle)))
 
 
 def rle_bbox(rle: dict[str, Any]) -> list[float]:
     """Tight box ``[x, y, w, h]`` of the foreground (all zeros for an empty mask)."""
-    return [float(v) for v in mask_utils.toBbox(_as_compressed(rle))]
+    return [float(v) for v in mask_utils.toBbox(as_compressed(rle))]
 
 
 def mask_bbox(mask: np.ndarray) -> list[float]:
