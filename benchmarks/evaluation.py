@@ -13,7 +13,7 @@ needs more memory than this 24 GB machine has. It is therefore timed on the firs
 on half as many, checked to grow linearly, and its full-size time is extrapolated from those two points; the
 metrics of both backends are compared on the larger subset. Ours is measured at full size.
 
-    .venv/bin/python benchmarks/evaluation.py                  # LVIS val size (about 40 minutes on 2 cores)
+    .venv/bin/python benchmarks/evaluation.py                  # LVIS val size (about 17 minutes on 2 cores)
     .venv/bin/python benchmarks/evaluation.py --images 2000    # a quick look
 """
 
