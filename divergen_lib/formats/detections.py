@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..progress import progress
 from .errors import FormatError
 from .json_stream import iter_json_batches, iter_json_range
 from .masks import as_compressed
@@ -232,8 +233,9 @@ def gc_paused() -> Iterator[None]:
 def read_detections(path: str | os.PathLike, with_masks: bool) -> Detections:
     """The detections of a results json, read a window at a time (see :func:`iter_json_batches`) and checked."""
     columns = _Columns(with_masks)
-    with gc_paused():
-        for first, batch in iter_json_batches(path, "a list of detections"):
+    size = os.path.getsize(path)
+    with gc_paused(), progress(total=size, unit="B", unit_scale=True, desc="read results", leave=False) as bar:
+        for first, batch in iter_json_batches(path, "a list of detections", on_read=bar.update):
             columns.add_batch(first, batch, "results")
     return columns.finish()
 

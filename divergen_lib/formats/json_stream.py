@@ -15,7 +15,7 @@ import codecs
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
@@ -53,9 +53,11 @@ class _Reader:
     """A window ``text`` over bytes ``[start, end)`` of a file; ``pos`` is where unread text starts. ``slow`` is set
     when the window could not be parsed in one call and cleared when more is read."""
 
-    def __init__(self, handle: Any, start: int, end: int, chunk_chars: int) -> None:
+    def __init__(
+        self, handle: Any, start: int, end: int, chunk_chars: int, on_read: Callable[[int], Any] | None
+    ) -> None:
         handle.seek(start)
-        self.handle, self.left, self.chunk_chars = handle, end - start, chunk_chars
+        self.handle, self.left, self.chunk_chars, self.on_read = handle, end - start, chunk_chars, on_read
         self.decoder = codecs.getincrementaldecoder("utf-8")()
         self.text, self.pos, self.eof, self.slow = "", 0, False, False
 
@@ -63,6 +65,8 @@ class _Reader:
         """Read another chunk (dropping what was read); False at the end of the range."""
         data = self.handle.read(min(self.chunk_chars, self.left))
         self.left -= len(data)
+        if self.on_read is not None:
+            self.on_read(len(data))
         try:
             chunk = self.decoder.decode(data, final=not data)
         except UnicodeDecodeError as err:
@@ -123,14 +127,19 @@ def _list_body(path: str | os.PathLike, what: str) -> int:
 
 
 def iter_json_range(
-    path: str | os.PathLike, start: int, end: int, closed: bool, chunk_chars: int = CHUNK_CHARS
+    path: str | os.PathLike,
+    start: int,
+    end: int,
+    closed: bool,
+    chunk_chars: int = CHUNK_CHARS,
+    on_read: Callable[[int], Any] | None = None,
 ) -> Iterator[tuple[int, list[Any]]]:
     """``(index of the first, entries)`` of the list entries in bytes ``[start, end)`` of ``path``, which begin
     with an entry (or the list's end) and, unless ``closed`` (the range ends with the list's ``]``), end with one;
-    indices count from the range's first entry."""
+    indices count from the range's first entry. ``on_read`` is called with the size of every chunk read."""
     decoder = json.JSONDecoder()
     with open(path, "rb") as handle:
-        reader = _Reader(handle, start, end, chunk_chars)
+        reader = _Reader(handle, start, end, chunk_chars, on_read)
         first = reader.skip_space()
         if not first or (closed and first == "]"):
             return
@@ -156,12 +165,15 @@ def iter_json_range(
 
 
 def iter_json_batches(
-    path: str | os.PathLike, what: str = "a list", chunk_chars: int = CHUNK_CHARS
+    path: str | os.PathLike,
+    what: str = "a list",
+    chunk_chars: int = CHUNK_CHARS,
+    on_read: Callable[[int], Any] | None = None,
 ) -> Iterator[tuple[int, list[Any]]]:
     """``(index of the first, entries)`` for consecutive runs of the entries of the top-level list in ``path``. A
     file that is not a list, or whose entry ``i`` is not valid json, raises FormatError naming the file (and
     ``i``); ``what`` names the expected content in that message."""
-    yield from iter_json_range(path, _list_body(path, what), os.path.getsize(path), True, chunk_chars)
+    yield from iter_json_range(path, _list_body(path, what), os.path.getsize(path), True, chunk_chars, on_read)
 
 
 def split_json_list(path: str | os.PathLike, parts: int, what: str = "a list") -> list[tuple[int, int, bool]]:
