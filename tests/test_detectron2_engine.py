@@ -140,13 +140,19 @@ def test_box_logits_average_the_stages_of_a_cascade(tmp_path, smoke_world):
     assert inference.box_logits(model, d2, image, np.array([[5, 5, 50, 70]], np.float32)).shape == (1, 4)
 
 
-def test_mapper_gives_tight_boxes_resized_images_and_pasted_extra_instances(pool_world, tmp_path):
+def _pool_run_mapper(pool_world, tmp_path, paste: bool, flip: bool):
+    """The toy pool run's training inputs and settings, and a mapper over them (pasting if ``paste``)."""
     world, root = pool_world
     config = detectron2_training(tmp_path, world, *pool_runs(root))
     cfg = config.section("training")
     inputs = run_inputs(cfg, cfg.runs[0], config.common.seed)
     d2 = d2config.build_config(cfg, inputs.classes.num_classes, "cpu", d2config.TrainSetup("toy", tmp_path, 0))
-    mapper = d2_mapper.PasteMapper(d2, inputs.classes, inputs.paste, flip=True, seed=0)
+    mapper = d2_mapper.PasteMapper(d2, inputs.classes, inputs.paste if paste else None, flip=flip, seed=0)
+    return cfg, inputs, mapper
+
+
+def test_mapper_gives_tight_boxes_resized_images_and_pasted_extra_instances(pool_world, tmp_path):
+    cfg, inputs, mapper = _pool_run_mapper(pool_world, tmp_path, paste=True, flip=True)
     records = d2_records.dataset_records(inputs.train, cfg.train.image_root, inputs.classes)
     classes_seen = set()
     for position in range(12):
@@ -217,12 +223,7 @@ def test_project_modules_extend_the_config_before_a_user_config_file(tmp_path, s
 def test_the_mapper_leaves_crowd_regions_out(pool_world, tmp_path):
     from .test_training import _crowd_image
 
-    world, root = pool_world
-    config = detectron2_training(tmp_path, world, *pool_runs(root))
-    cfg = config.section("training")
-    inputs = run_inputs(cfg, cfg.runs[0], config.common.seed)
-    d2 = d2config.build_config(cfg, inputs.classes.num_classes, "cpu", d2config.TrainSetup("toy", tmp_path, 0))
-    mapper = d2_mapper.PasteMapper(d2, inputs.classes, None, flip=False, seed=0)
+    _, inputs, mapper = _pool_run_mapper(pool_world, tmp_path, paste=False, flip=False)
     info, anns = _crowd_image(tmp_path)
     category = inputs.classes.category_ids[0]
     train = {"images": [info], "annotations": [{**a, "category_id": category} for a in anns]}

@@ -130,7 +130,7 @@ def test_more_randomized_lvis_cases_agree_with_the_lvis_api(tmp_path, seed, iou_
 
 def test_the_library_alone_crashes_on_images_with_only_ignored_detections(tmp_path):
     """The shape our filtering of unevaluated detections works around (faster-coco-eval 1.8.0): if this stops
-    raising, the library has been fixed and :func:`lvis_shards.evaluated_detections` is only a speed-up."""
+    raising, the library has been fixed and :class:`lvis_shards._Planner`'s filtering is only a speed-up."""
     import json
 
     from faster_coco_eval import COCO, COCOeval_faster

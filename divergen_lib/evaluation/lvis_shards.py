@@ -98,25 +98,12 @@ def _evaluate_with_library(task: _Task) -> _Shard:
     return _Shard(list(params.catIds), evaluator.eval["precision"][..., -1], evaluator.eval["recall"][..., -1])
 
 
-def evaluated_detections(dataset: dict[str, Any], dets: Detections, max_per_image: int = MAX_DETS) -> np.ndarray:
-    """Indices of the detections LVIS evaluates: each image's top ``max_per_image``, then only those whose
-    category is annotated in their image or among its ``neg_category_ids``."""
-    top = dets.top_per_image(max_per_image)
-    pairs = {(a["image_id"], a["category_id"]) for a in dataset["annotations"]}
-    pairs.update((img["id"], c) for img in dataset["images"] for c in img.get("neg_category_ids", ()))
-    if not pairs or not len(top):
-        return top[:0]
-    stride = max(int(dets.category_id.max(initial=0)), max(c for _, c in pairs)) + 1
-    known = np.fromiter((i * stride + c for i, c in pairs), np.int64, len(pairs))
-    return top[np.isin(dets.image_id[top] * stride + dets.category_id[top], known)]
-
-
 class _Planner:
     """Cuts the categories with ground truth into tasks of about ``shard_size`` detections + instances each (a
     category without ground truth has no precision to compute: -1, as in both APIs)."""
 
     def __init__(self, dataset: dict[str, Any], dets: Detections, iou_type: str) -> None:
-        self.dataset, self.iou_type = dataset, iou_type
+        self.iou_type = iou_type
         self.annotations: dict[int, list[dict[str, Any]]] = defaultdict(list)
         self.images_of: dict[int, set[int]] = defaultdict(set)
         for ann in dataset["annotations"]:
@@ -130,12 +117,21 @@ class _Planner:
         ids = np.array([c["id"] for c in self.categories], np.int64)
         if iou_type != "segm":
             dets = dets.without_masks()
-        keep = evaluated_detections(dataset, dets)
-        keep = keep[np.isin(dets.category_id[keep], ids)]
+        keep = self._evaluated(dets, dets.top_per_image(MAX_DETS))
         self.dets = dets.take(keep[np.argsort(dets.category_id[keep], kind="stable")])
         self.starts = np.searchsorted(self.dets.category_id, ids, "left")
         self.ends = np.searchsorted(self.dets.category_id, ids, "right")
         self.weights = (self.ends - self.starts) + np.array([len(self.annotations[i]) for i in ids.tolist()]) + 1
+
+    def _evaluated(self, dets: Detections, top: np.ndarray) -> np.ndarray:
+        """Those of ``top`` (each image's 300 best) that LVIS evaluates and that have a precision to compute: the
+        category has ground truth and is annotated in the detection's image or among its ``neg_category_ids``."""
+        pairs = [(i, c["id"]) for c in self.categories for i in self.images_of[c["id"]]]
+        if not pairs or not len(top):
+            return top[:0]
+        stride = max(int(dets.category_id.max(initial=0)), self.categories[-1]["id"]) + 1
+        known = np.fromiter((i * stride + c for i, c in pairs), np.int64, len(pairs))
+        return top[np.isin(dets.image_id[top] * stride + dets.category_id[top], known)]
 
     def groups(self, workers: int, shard_size: int) -> list[range]:
         """Consecutive runs of category positions of about the same weight (at least :data:`TASKS_PER_WORKER` per
@@ -182,17 +178,15 @@ def _run(tasks: Iterator[_Task], workers: int) -> Iterator[_Shard]:
             yield future.result()
 
 
-def evaluate_shards(
-    dataset: dict[str, Any], dets: Detections, iou_type: str, workers: int = 1, shard_size: int | None = None
-) -> ShardedEvaluation:
+def evaluate_shards(dataset: dict[str, Any], dets: Detections, iou_type: str, workers: int = 1) -> ShardedEvaluation:
     """Every category's LVIS precision (``T×R×K×A``) and recall (``T×K×A``) arrays, -1 where it has no ground
-    truth, evaluated in ``workers`` processes (1: in this one) on tasks of about ``shard_size`` (default
-    :data:`SHARD_SIZE`) detections + instances; ``dets`` already checked against ``dataset``."""
+    truth, evaluated in ``workers`` processes (1: in this one) on tasks of about :data:`SHARD_SIZE` detections +
+    instances; ``dets`` already checked against ``dataset``."""
     from faster_coco_eval.core.cocoeval import Params
 
     params = Params(iou_type)
     planner = _Planner(dataset, dets, iou_type)
-    groups = planner.groups(workers, shard_size or SHARD_SIZE)
+    groups = planner.groups(workers, SHARD_SIZE)
     position = {cid: k for k, cid in enumerate(sorted(c["id"] for c in dataset["categories"]))}
     t, r, a = len(params.iouThrs), len(params.recThrs), len(params.areaRng)
     precision, recall = np.full((t, r, len(position), a), -1.0), np.full((t, len(position), a), -1.0)

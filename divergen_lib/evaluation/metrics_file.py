@@ -45,11 +45,11 @@ def metrics_record(
     processes of the fast LVIS backend (:mod:`.lvis_shards`)."""
     _check_inputs(gt_json_path, backend, dataset_format)
     with_masks = "segm" in iou_types
-    if isinstance(results, list):
-        check_results(results, "segm" if with_masks else "bbox")
     fast_lvis = dataset_format == "lvis" and backend == "fast"
     if fast_lvis and isinstance(results, list):
-        results = Detections.from_results(results, with_masks)
+        results = Detections.from_results(results, with_masks)  # checks each entry as check_results does
+    elif isinstance(results, list):
+        check_results(results, "segm" if with_masks else "bbox")
     # millions of acyclic objects (ground truth, per-task dicts): no collection walks them all (the reference APIs
     # run as their users run them)
     with gc_paused() if fast_lvis else contextlib.nullcontext():

@@ -43,10 +43,6 @@ class Detections:
     def __len__(self) -> int:
         return len(self.score)
 
-    @property
-    def has_masks(self) -> bool:
-        return self.rle_counts is not None
-
     @classmethod
     def from_results(cls, results: Iterable[Any], with_masks: bool, source: str = "results") -> Detections:
         """The detections of results dicts (checked; with ``with_masks`` each needs an RLE ``segmentation``)."""
