@@ -19,6 +19,7 @@ from divergen_lib.training.config import Detectron2Settings  # noqa: E402
 from divergen_lib.training.detectron2_engine import d2config, inference  # noqa: E402
 from divergen_lib.training.detectron2_engine import mapper as d2_mapper  # noqa: E402
 from divergen_lib.training.detectron2_engine import records as d2_records  # noqa: E402
+from divergen_lib.training.detectron2_engine import trainer as d2_trainer  # noqa: E402
 from divergen_lib.training.layout import RunLayout  # noqa: E402
 from divergen_lib.training.loss_log import read_loss_log  # noqa: E402
 from divergen_lib.training.sources import run_inputs  # noqa: E402
@@ -229,4 +230,53 @@ def test_the_mapper_leaves_crowd_regions_out(pool_world, tmp_path):
     train = {"images": [info], "annotations": [{**a, "category_id": category} for a in anns]}
     records = d2_records.dataset_records(train, tmp_path, inputs.classes)
     assert [a["iscrowd"] for a in records[0]["annotations"]] == [0, 1]
-    assert len(mapper({**records[0], "position": 0})["instances"]) == 1
+    mapped = mapper({**records[0], "position": 0})
+    assert len(mapped["instances"]) == 1
+    scale = mapped["image"].shape[2] / info["width"]  # the 40×50 image resized to a short edge of 64
+    assert torch.allclose(mapped["crowd_boxes"], torch.tensor([[30.0, 0, 40, 40]]) * scale)
+
+
+@pytest.mark.parametrize("config_file", ["", "Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml"])
+def test_rpn_and_roi_heads_ignore_background_examples_inside_crowd_regions(tmp_path, smoke_world, config_file):
+    from detectron2.structures import Boxes, Instances
+    from detectron2.utils.events import EventStorage
+
+    from divergen_lib.training.detectron2_engine.crowd import ignore_crowds
+
+    override = [f"training.detectron2.config_file={config_file}"] if config_file else []
+    config = detectron2_training(tmp_path, smoke_world, *override)
+    model = ignore_crowds(build_model(d2config.build_config(config.section("training"), 2, "cpu"))).train()
+    boxes = torch.tensor([[0.0, 0, 10, 10], [40, 40, 60, 60], [45, 45, 50, 50], [20, 0, 30, 10]])
+    gt = Instances((64, 64), gt_boxes=Boxes(boxes[:1]), gt_classes=torch.tensor([1]))
+    crowd = torch.tensor([[32.0, 32, 64, 64]])
+    rpn, heads = model.proposal_generator, model.roi_heads
+    proposals = [Instances((64, 64), proposal_boxes=Boxes(boxes), objectness_logits=torch.zeros(4))]
+
+    def labels(crowds):
+        rpn.crowd = heads.crowd = crowds
+        with EventStorage():
+            anchors = rpn.label_and_sample_anchors([Boxes(boxes)], [gt])[0][0].tolist()
+            sampled = heads.label_and_sample_proposals(proposals, [gt])[0].proposal_boxes.tensor.tolist()
+        return anchors, sorted(sampled)
+
+    every = sorted(boxes.tolist() + boxes[:1].tolist())  # the ground truth is appended as a proposal
+    assert labels(None) == labels([None]) == ([1, 0, 0, 0], every)
+    assert labels([crowd]) == ([1, -1, -1, 0], [b for b in every if b[0] < 32])
+
+
+def test_a_training_step_hands_the_crowd_boxes_to_the_heads(pool_world, tmp_path):
+    from detectron2.utils.events import EventStorage
+
+    from .test_training import _crowd_image
+
+    cfg, inputs, mapper = _pool_run_mapper(pool_world, tmp_path, paste=False, flip=False)
+    info, anns = _crowd_image(tmp_path)
+    train = {"images": [info], "annotations": [{**a, "category_id": inputs.classes.category_ids[0]} for a in anns]}
+    mapped = mapper({**d2_records.dataset_records(train, tmp_path, inputs.classes)[0], "position": 0})
+    d2 = d2config.build_config(cfg, inputs.classes.num_classes, "cpu")
+    model = d2_trainer.Trainer.build_model(d2).train()
+    with EventStorage():
+        losses = model([mapped])
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert model.proposal_generator.crowd[0] is mapped["crowd_boxes"] is model.roi_heads.crowd[0]
+    assert model.state_dict().keys() == build_model(d2).state_dict().keys()

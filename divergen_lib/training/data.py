@@ -105,7 +105,7 @@ def training_sample(
 ) -> Sample:
     """Read an image, flip it with probability 0.5 when ``flip``, paste instances when ``paste`` is given. A COCO
     ``iscrowd: 1`` annotation (a region of many objects) is not an instance (detectron2's ``DatasetMapper`` leaves
-    it out too); its box goes to ``crowd``, which the torchvision engine ignores background examples in."""
+    it out too); its box goes to ``crowd``, an ignore region for both engines' background examples."""
     image = read_image(image_file(image_info, image_root))
     h, w = image.shape[:2]
     anns = [a for a in annotations if a["category_id"] in classes and not a.get("iscrowd", 0)]

@@ -16,13 +16,15 @@ from ...errors import InputError
 from ..classes import ClassMap
 from ..data import PasteSource, training_sample
 from ..sampling import RepeatFactorStream, repeat_factors
+from .crowd import CROWD_KEY
 
 
 class PasteMapper:
     """Dataset dict with a stream ``position`` -> detectron2 training input: the image read, flipped and pasted
     by :func:`~.data.training_sample`, resized by ``ResizeShortestEdge`` (``INPUT.MIN_SIZE_TRAIN``,
     ``MAX_SIZE_TRAIN``, ``MIN_SIZE_TRAIN_SAMPLING``) and converted to ``INPUT.FORMAT``, with ``Instances`` whose
-    boxes are the tight boxes of the resized masks. All randomness comes from ``(seed, position)``.
+    boxes are the tight boxes of the resized masks, and the crowd regions' boxes under ``crowd_boxes``
+    (:mod:`.crowd`). All randomness comes from ``(seed, position)``.
 
     Not detectron2's ``DatasetMapper``: that draws its augmentations from the global numpy RNG and flips again."""
 
@@ -64,6 +66,7 @@ class PasteMapper:
             "width": sample.image.shape[1],
             "image": torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "instances": instances,
+            CROWD_KEY: torch.from_numpy(resize.apply_box(sample.crowd).astype(np.float32)),
         }
 
 

@@ -16,7 +16,7 @@ from ..classes import ClassMap
 
 def dataset_records(train: dict[str, Any], image_root: str | Path, classes: ClassMap) -> list[dict[str, Any]]:
     """detectron2 dataset dicts of an LVIS json: ``category_id`` and the LVIS per-image category lists as class
-    indices, boxes ``XYWH_ABS``, segmentations and ``iscrowd`` as given (the mapper leaves crowd regions out)."""
+    indices, boxes ``XYWH_ABS``, segmentations and ``iscrowd`` as given (crowd regions: ignore regions)."""
     index = classes.index()
     by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for ann in train["annotations"]:

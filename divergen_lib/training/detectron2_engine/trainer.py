@@ -27,6 +27,7 @@ from ..layout import RunLayout
 from ..loss_log import TrainingDiverged, drop_rows_after
 from ..run import RunInputs
 from ..sampling import RepeatFactorStream, StepPositions
+from .crowd import ignore_crowds
 from .d2config import CLASS_COUNTS_FILE, ENGINE, TrainSetup, build_config, import_project
 from .hooks import EMA, LossLog
 from .mapper import PasteMapper, StreamDataset, _image_factors
@@ -47,8 +48,9 @@ class Job:
 
 
 class Trainer(DefaultTrainer):
-    """``DefaultTrainer`` with our data loader (positions from the resumed step on), AdamW when
-    ``SOLVER.OPTIMIZER`` says so, the last checkpoint only, optional EMA, and the loss log."""
+    """``DefaultTrainer`` with our data loader (positions from the resumed step on), crowd regions as ignore
+    regions (:mod:`.crowd`), AdamW when ``SOLVER.OPTIMIZER`` says so, the last checkpoint only, optional EMA,
+    and the loss log."""
 
     def __init__(self, job: Job) -> None:
         self.job = job
@@ -73,6 +75,10 @@ class Trainer(DefaultTrainer):
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
         )
+
+    @classmethod
+    def build_model(cls, cfg: CfgNode) -> torch.nn.Module:
+        return ignore_crowds(super().build_model(cfg))
 
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: torch.nn.Module) -> torch.optim.Optimizer:

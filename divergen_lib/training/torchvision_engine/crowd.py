@@ -1,6 +1,6 @@
 """Crowd regions as ignore regions in torchvision's Mask R-CNN: an anchor or proposal that would be a background
-example but lies mostly inside a crowd region (more than :data:`IGNORE_IOF` of its area) is left out of the RPN's
-and the box head's samples, instead of teaching the model that a crowd of objects is background.
+example but lies mostly inside a crowd region (:mod:`..ignore_regions`) is left out of the RPN's and the box
+head's samples, instead of teaching the model that a crowd of objects is background.
 
 The targets carry ``crowd_boxes`` (``x0, y0, x1, y1`` as fractions of the image's width and height, so that they
 need no part in torchvision's resizing of the targets); the two heads below read them where they pick samples.
@@ -15,22 +15,18 @@ from torch import Tensor
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
-IGNORE_IOF = 0.5
+from ..ignore_regions import inside_regions
+
 CROWD_KEY = "crowd_boxes"
 
 
 def inside_crowd(boxes: Tensor, crowd: Tensor | None, image_size: tuple[int, int]) -> Tensor:
-    """Whether each of ``boxes`` (pixels of the resized image) has more than :data:`IGNORE_IOF` of its area inside
-    one of the ``crowd`` boxes (fractions of the image)."""
-    if crowd is None or not len(crowd) or not len(boxes):
-        return torch.zeros(len(boxes), dtype=torch.bool, device=boxes.device)
-    h, w = image_size
-    crowd = crowd.to(boxes) * torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
-    top_left = torch.maximum(boxes[:, None, :2], crowd[None, :, :2])
-    bottom_right = torch.minimum(boxes[:, None, 2:], crowd[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=2)
-    area = (boxes[:, 2:] - boxes[:, :2]).clamp(min=1e-6).prod(dim=1)
-    return (inter / area[:, None]).max(dim=1).values > IGNORE_IOF
+    """Whether each of ``boxes`` (pixels of the resized image) lies mostly inside one of the ``crowd`` boxes
+    (fractions of the image; :func:`~..ignore_regions.inside_regions`)."""
+    if crowd is not None:
+        h, w = image_size
+        crowd = crowd.to(boxes) * torch.tensor([w, h, w, h], dtype=boxes.dtype, device=boxes.device)
+    return inside_regions(boxes, crowd)
 
 
 class CrowdIgnoringRPN(RegionProposalNetwork):
