@@ -8,11 +8,15 @@
 #   ./run_all.sh --only 02             one notebook        ./run_all.sh --from 03   that one and later
 #   ./run_all.sh --set output_dir=X    override a parameter of every notebook (repeatable)
 #   ./run_all.sh --setup-only          only create/update .venv
+#   ./run_all.sh --detectron2 [SRC]    also build detectron2 into .venv (the paper profile's engine): from GitHub,
+#                                      or from SRC, a local checkout or any pip source (~2-5 min, needs gcc)
 #   ./run_all.sh --test [PYTEST ARGS]  the test suite
 set -euo pipefail
 cd "$(dirname "$0")"
 
+DETECTRON2_GITHUB="git+https://github.com/facebookresearch/detectron2.git"
 profile=demo
+detectron2_source=""
 runner_args=()
 mode=notebooks
 test_args=()
@@ -23,8 +27,11 @@ while [ $# -gt 0 ]; do
     --from) runner_args+=(--from "${2:?--from needs a notebook number}"); shift 2 ;;
     --set) runner_args+=(--set "${2:?--set needs KEY=VALUE}"); shift 2 ;;
     --setup-only) mode=setup; shift ;;
+    --detectron2)
+      detectron2_source="$DETECTRON2_GITHUB"; shift
+      if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then detectron2_source="$1"; shift; fi ;;
     --test) mode=test; shift; test_args=("$@"); break ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_all.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -80,8 +87,29 @@ setup() {
   echo "[setup] done in $((SECONDS - t0)) s"
 }
 
+# detectron2 is on no package index: built from source against the venv's torch (no build isolation, so it
+# sees that torch; its setup.py needs setuptools < 81). Skipped when built from the same source for this torch.
+install_detectron2() {
+  local source="$1" stamp="$VENV/.detectron2-source" want
+  [ -d "$source" ] && source="$(cd "$source" && pwd)"
+  want="$source torch=$("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c 'import detectron2' 2>/dev/null; then
+    echo "[setup] detectron2 from $source is installed"
+    return
+  fi
+  local t0=$SECONDS
+  echo "[setup] building detectron2 from $source (a few minutes)"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "setuptools<81" wheel
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation "$source"
+  "$VENV/bin/python" -c 'import detectron2._C' \
+    || { echo "[setup] detectron2 was built but does not import; see the messages above" >&2; exit 1; }
+  echo "$want" > "$stamp"
+  echo "[setup] detectron2 done in $((SECONDS - t0)) s"
+}
+
 ensure_wordnet
 setup
+[ -z "$detectron2_source" ] || install_detectron2 "$detectron2_source"
 case "$mode" in
   setup) exit 0 ;;
   test) exec "$VENV/bin/python" -m pytest "${test_args[@]}" ;;

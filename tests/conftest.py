@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -19,6 +21,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOKE_PARAMS = REPO_ROOT / "params" / "smoke" / "00_toyworld.yaml"
 SMOKE_TRAINING = REPO_ROOT / "params" / "smoke" / "05_training.yaml"
 EXTRA_ID = 1000
+
+
+def pytest_configure(config):
+    """``DIVERGEN_REQUIRE_DETECTRON2=1`` (CI, where it is built): its tests must run, so a missing or broken
+    detectron2 stops the session instead of skipping them."""
+    if os.environ.get("DIVERGEN_REQUIRE_DETECTRON2") == "1":
+        try:
+            importlib.import_module("detectron2._C")
+        except ImportError as err:
+            raise pytest.UsageError(f"DIVERGEN_REQUIRE_DETECTRON2=1 but detectron2 does not import: {err}") from None
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..layout import RunLayout
     from ..run import RunInputs, RunOutput
 
-INSTALL = "pip install --no-build-isolation 'git+https://github.com/facebookresearch/detectron2.git'"
+INSTALL = "./run_all.sh --setup-only --detectron2 [PATH to a local checkout; GitHub without one]"
 
 
 def require_detectron2() -> None:
@@ -27,8 +27,8 @@ def require_detectron2() -> None:
         importlib.import_module("detectron2")
     except ImportError as err:
         raise InputError(
-            f"training.engine: detectron2 needs detectron2, which cannot be imported ({err}). Install it from source "
-            f"after torch: {INSTALL} (see detectron2's INSTALL.md), or use engine: torchvision"
+            f"training.engine: detectron2 needs detectron2, which cannot be imported ({err}). Build it into .venv: "
+            f"{INSTALL} (see detectron2's INSTALL.md), or use engine: torchvision"
         ) from None
 
 
