@@ -87,7 +87,10 @@ class Detectron2Settings:
     """detectron2 engine: ``config_file`` is a detectron2 yaml (default: the model zoo's LVIS v1 Mask R-CNN
     R50-FPN); ``opts`` are extra ``KEY VALUE`` overrides; ``project_modules`` are modules of a detectron2 project
     to import first (``module`` registers its architectures, ``module:function`` is also called on the config,
-    e.g. ``centernet.config:add_centernet_config`` for CenterNet2, whose folder must be on PYTHONPATH);
+    e.g. ``centernet.config:add_centernet_config`` for CenterNet2), found on PYTHONPATH or in ``project_paths``
+    (folders put first on ``sys.path``: a user's CenterNet2 and DiverGen or X-Paste checkouts);
+    ``augmentations`` is a project's ``module:function(cfg, is_train)`` building the resize/crop augmentations
+    (default: CenterNet2's builder when the config sets ``INPUT.CUSTOM_AUG``, else ``ResizeShortestEdge``);
     ``num_gpus``/``num_machines``/``machine_rank``/``dist_url`` go to detectron2's ``launch``. Training starts from
     ``MODEL.WEIGHTS``; a URL there (the model zoo configs name detectron2's ImageNet weights) is fetched only with
     ``allow_download``, otherwise give a local file in ``opts``."""
@@ -95,6 +98,8 @@ class Detectron2Settings:
     config_file: str = "LVISv1-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
     opts: list[str] = field(default_factory=list)
     project_modules: list[str] = field(default_factory=list)
+    project_paths: list[Path] = field(default_factory=list)
+    augmentations: str | None = None
     allow_download: bool = False
     federated_loss: bool = True
     num_gpus: int = 1

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,21 +48,37 @@ def _config_file(name: str) -> Path:
     raise InputError(f"training.detectron2.config_file: {name!r} is neither a file nor a detectron2 model-zoo config")
 
 
+def _on_sys_path(folders: list[Path]) -> None:
+    """Put project checkouts first on ``sys.path`` (once each), as their own ``train_net.py`` does."""
+    for folder in reversed(folders):
+        if not folder.is_dir():
+            raise InputError(f"training.detectron2.project_paths: {folder} is not a folder (a project checkout)")
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+
+
+def project_function(entry: str, key: str) -> Any:
+    """The function of a ``module:function`` entry, imported; one line when it cannot be."""
+    name, _, function = entry.partition(":")
+    try:
+        module = importlib.import_module(name)
+    except ImportError as err:
+        hint = "pip install clip-anytorch" if err.name == "clip" else "put the project's folder in project_paths"
+        raise InputError(f"training.detectron2.{key}: cannot import {name!r} ({err}); {hint}") from None
+    if function and not callable(getattr(module, function, None)):
+        raise InputError(f"training.detectron2.{key}: {name} has no function {function!r}")
+    return getattr(module, function) if function else None
+
+
 def import_project(settings: Detectron2Settings, d2: CfgNode | None = None) -> None:
-    """Import ``settings.project_modules`` (registering a project's architectures, e.g. CenterNet2's) and, given
-    a config, call their ``module:function`` entries on it (e.g. ``centernet.config:add_centernet_config``)."""
+    """Import ``settings.project_modules`` (registering a project's architectures, e.g. CenterNet2's) from
+    PYTHONPATH or ``project_paths`` and, given a config, call their ``module:function`` entries on it (e.g.
+    ``centernet.config:add_centernet_config``)."""
+    _on_sys_path(settings.project_paths)
     for entry in settings.project_modules:
-        name, _, function = entry.partition(":")
-        try:
-            module = importlib.import_module(name)
-        except ImportError as err:
-            raise InputError(
-                f"training.detectron2.project_modules: cannot import {name!r} ({err}); put the project on PYTHONPATH"
-            ) from None
-        if function and d2 is not None:
-            if not callable(getattr(module, function, None)):
-                raise InputError(f"training.detectron2.project_modules: {name} has no function {function!r}")
-            getattr(module, function)(d2)
+        function = project_function(entry, "project_modules")
+        if function is not None and d2 is not None:
+            function(d2)
 
 
 @dataclass(frozen=True)

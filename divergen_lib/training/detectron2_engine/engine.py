@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,10 +52,15 @@ class Detectron2Engine:
 
     def required_inputs(self, cfg: TrainingConfig) -> Iterator[Check]:
         yield from package_checks("detectron2", "detectron2", INSTALL)
-        for module in cfg.detectron2.project_modules:
-            name = module.partition(":")[0]
-            how = "put the project's folder on PYTHONPATH"
-            yield from package_checks(name, f"detectron2 project module {name}", how)
+        settings = cfg.detectron2
+        for folder in settings.project_paths:
+            how = "a checkout of the project (e.g. git clone https://github.com/xingyizhou/CenterNet2)"
+            yield from path_checks(folder, "detectron2 project checkout", how, folder=True)
+        sys.path[:0] = [str(p) for p in settings.project_paths if p.is_dir() and str(p) not in sys.path]
+        for module in [*settings.project_modules, *[settings.augmentations or ""]]:
+            if name := module.partition(":")[0]:
+                how = "put the project's folder in training.detectron2.project_paths (or on PYTHONPATH)"
+                yield from package_checks(name, f"detectron2 project module {name}", how)
         if importlib.util.find_spec("detectron2") is None:
             return
         from .d2config import build_config
