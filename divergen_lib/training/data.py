@@ -9,10 +9,10 @@ data workers, and a resumed run sees the samples an uninterrupted one would have
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -94,6 +94,18 @@ class PasteSource:
     config: PasteConfig
 
 
+class CanvasTransform(Protocol):
+    """A geometric transform of the canvas (a detectron2 ``Transform`` is one): image and masks alike."""
+
+    def apply_image(self, img: np.ndarray) -> np.ndarray: ...
+
+    def apply_segmentation(self, segmentation: np.ndarray) -> np.ndarray: ...
+
+
+Canvas = Callable[[np.ndarray, np.random.Generator], tuple[np.ndarray, CanvasTransform]]
+"""Image and the sample's RNG -> the augmented image and the transform that made it (resize, crop)."""
+
+
 def training_sample(
     image_info: dict[str, Any],
     annotations: list[dict[str, Any]],
@@ -102,19 +114,33 @@ def training_sample(
     paste: PasteSource | None,
     flip: bool,
     rng: np.random.Generator,
+    canvas: Canvas | None = None,
 ) -> Sample:
-    """Read an image, flip it with probability 0.5 when ``flip``, paste instances when ``paste`` is given. A COCO
-    ``iscrowd: 1`` annotation (a region of many objects) is not an instance (detectron2's ``DatasetMapper`` leaves
-    it out too); its box goes to ``crowd``, an ignore region for both engines' background examples."""
+    """Read an image, flip it with probability 0.5 when ``flip``, augment it by ``canvas`` (a resize or
+    scale-and-crop, applied to the image, its masks and crowd regions), then paste instances into the augmented
+    canvas when ``paste`` is given, as the originals do: pasted sizes follow the area prior relative to what the
+    model sees. Annotations cropped away are dropped. A COCO ``iscrowd: 1`` annotation (a region of many objects)
+    is not an instance (detectron2's ``DatasetMapper`` leaves it out too); its box goes to ``crowd``, an ignore
+    region for both engines' background examples."""
     image = read_image(image_file(image_info, image_root))
     h, w = image.shape[:2]
     anns = [a for a in annotations if a["category_id"] in classes and not a.get("iscrowd", 0)]
     crowds = [annotation_mask(a, h, w) for a in annotations if a.get("iscrowd", 0)]
-    if flip and rng.random() < 0.5:
+    flipped = flip and rng.random() < 0.5
+    if flipped or canvas is not None:
+        anns = [{**a, "mask": annotation_mask(a, h, w)} for a in anns]
+    if flipped:
         image = np.ascontiguousarray(image[:, ::-1])
-        anns = [{**a, "mask": annotation_mask(a, h, w)[:, ::-1]} for a in anns]
-        anns = [{**a, "bbox": mask_bbox(a["mask"])} for a in anns]
+        anns = [{**a, "mask": a["mask"][:, ::-1]} for a in anns]
         crowds = [m[:, ::-1] for m in crowds]
+    if canvas is not None:
+        image, transform = canvas(image, rng)
+        h, w = image.shape[:2]
+        anns = [{**a, "mask": transform.apply_segmentation(a["mask"].astype(np.uint8)) > 0} for a in anns]
+        crowds = [transform.apply_segmentation(m.astype(np.uint8)) > 0 for m in crowds]
+        anns = [a for a in anns if a["mask"].any()]
+    if flipped or canvas is not None:
+        anns = [{**a, "bbox": mask_bbox(a["mask"])} for a in anns]
     crowd = np.array([mask_bbox(m) for m in crowds if m.any()], dtype=np.float32).reshape(-1, 4)
     crowd[:, 2:] += crowd[:, :2]
     if paste is not None:

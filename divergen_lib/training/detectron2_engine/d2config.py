@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,9 @@ from ..config import Detectron2Settings, TrainingConfig
 
 ENGINE = "detectron2"  # the ``engine`` entry of its checkpoints, and its state folder in a run (RunLayout.engine_dir)
 CLASS_COUNTS_FILE = "class_image_count.json"
+BUILDER_KEY = "AUGMENTATIONS_BUILDER"  # the augmentations builder a run resolved to (.augmentations)
+CENTERNET_BUILDER = "centernet.data.custom_build_augmentation:build_custom_augmentation"
+log = logging.getLogger(__name__)
 # Classifier size, test score threshold: set in every config section that has the key.
 NUM_CLASSES_KEYS = ("MODEL.ROI_HEADS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES", "MODEL.CENTERNET.NUM_CLASSES")
 SCORE_KEYS = ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", "MODEL.RETINANET.SCORE_THRESH_TEST")
@@ -81,6 +85,12 @@ def import_project(settings: Detectron2Settings, d2: CfgNode | None = None) -> N
             function(d2)
 
 
+def builder_entry(d2: CfgNode, augmentations: str | None) -> str:
+    """The ``module:function`` building a config's augmentations: the setting, else CenterNet2's builder when
+    the config sets ``INPUT.CUSTOM_AUG``, else "" (detectron2's own)."""
+    return augmentations or (CENTERNET_BUILDER if d2.INPUT.get("CUSTOM_AUG") else "")
+
+
 @dataclass(frozen=True)
 class TrainSetup:
     """What only training sets: the registered dataset, where detectron2 writes, the seed."""
@@ -109,10 +119,12 @@ def build_config(cfg: TrainingConfig, num_classes: int, device: str, train: Trai
     d2.MODEL.DEVICE = device
     if train is not None:
         _set_training(d2, cfg, train)
+    _set_precision(d2, device)
     try:
         d2.merge_from_list(list(cfg.detectron2.opts))
     except (KeyError, ValueError, AssertionError) as err:
         raise InputError(f"training.detectron2.opts: {err}") from None
+    d2[BUILDER_KEY] = builder_entry(d2, cfg.detectron2.augmentations)
     if train is None:
         _set_if_present(d2, "MODEL.ROI_BOX_HEAD.USE_FED_LOSS", False)
     elif "://" in d2.MODEL.WEIGHTS and not cfg.detectron2.allow_download:
@@ -122,6 +134,19 @@ def build_config(cfg: TrainingConfig, num_classes: int, device: str, train: Trai
         )
     d2.freeze()
     return d2
+
+
+def _set_precision(d2: CfgNode, device: str) -> None:
+    """The originals' ``FP16`` (half-precision backbone, gradient scaling): detectron2's AMP on CUDA, which
+    scales the gradients; off on CPU, where half-precision convolutions do not run."""
+    if not d2.get("FP16", False):
+        return
+    if device.startswith("cuda"):
+        d2.SOLVER.AMP.ENABLED = True
+        log.info("FP16: mixed precision with detectron2's AMP (gradient scaling)")
+    else:
+        d2.FP16 = False
+        log.info("FP16 of the config is off on %s (half precision needs CUDA)", device)
 
 
 def _set_training(d2: CfgNode, cfg: TrainingConfig, train: TrainSetup) -> None:

@@ -60,6 +60,7 @@ class Trainer(DefaultTrainer):
         stream = RepeatFactorStream(_image_factors(d2, inputs.train), d2.SEED)
         self.dataset = StreamDataset(DatasetCatalog.get(d2.DATASETS.TRAIN[0]), stream, mapper)
         super().__init__(d2)
+        _check_federated_loss(self.model, job.class_counts)
 
     def build_train_loader(self, cfg: CfgNode, start_step: int = 0):  # type: ignore[override]
         batch = cfg.SOLVER.IMS_PER_BATCH
@@ -149,15 +150,23 @@ def _train_process(job: Job) -> None:
     comm.synchronize()
 
 
-def _check_federated_loss(d2: CfgNode, counts: list[dict[str, int]]) -> None:
-    """detectron2's federated loss draws ``FED_LOSS_NUM_CLASSES`` classes among those with training images."""
-    head = d2.MODEL.ROI_BOX_HEAD
+def _check_federated_loss(model: torch.nn.Module, counts: list[dict[str, int]]) -> None:
+    """A federated loss draws its classes among those with training images: at most that many. The built box
+    predictors say which key they read: Detic's (DiverGen, X-Paste) ``FED_LOSS_NUM_CAT`` (they derive from
+    detectron2's, so they also carry its unused ``FED_LOSS_NUM_CLASSES``), else detectron2's."""
     weighted = sum(c["image_count"] > 0 for c in counts)
-    if head.get("USE_FED_LOSS") and head.get("FED_LOSS_NUM_CLASSES", 0) > weighted:
-        raise InputError(
-            f"MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES is {head.FED_LOSS_NUM_CLASSES} but only {weighted} classes have "
-            "training images: lower it in training.detectron2.opts or set training.detectron2.federated_loss: false"
-        )
+    for module in model.modules():
+        if not getattr(module, "use_fed_loss", False):
+            continue
+        if hasattr(module, "fed_loss_num_cat"):
+            key, n = "FED_LOSS_NUM_CAT", module.fed_loss_num_cat
+        else:
+            key, n = "FED_LOSS_NUM_CLASSES", getattr(module, "fed_loss_num_classes", 0)
+        if n > weighted:
+            raise InputError(
+                f"MODEL.ROI_BOX_HEAD.{key} is {n} but only {weighted} classes have training images: lower it in "
+                "training.detectron2.opts or set training.detectron2.federated_loss: false"
+            )
 
 
 def _device(device: str) -> str:
@@ -184,7 +193,6 @@ def train(cfg: TrainingConfig, inputs: RunInputs, run: RunLayout, device: str) -
     d2 = build_config(cfg, inputs.classes.num_classes, d2_device, setup)
     metadata = read_category_metadata(cfg.categories) if cfg.categories else None
     counts = class_image_counts(inputs.train, inputs.classes, metadata)
-    _check_federated_loss(d2, counts)
     write_json(counts, state_dir / CLASS_COUNTS_FILE)
     atomic_write_text(state_dir / "config.yaml", d2.dump())
     job = Job(d2, cfg, inputs, run, counts)
