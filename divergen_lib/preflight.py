@@ -47,8 +47,12 @@ def path_checks(path: Path | str | None, what: str, how: str, folder: bool = Fal
 
 
 def package_checks(module: str, what: str, how: str) -> Iterator[Check]:
-    """A python package the stage imports."""
-    yield Check(what, f"python package {module!r}", how, importlib.util.find_spec(module) is not None)
+    """A python package (or a module of one) the stage imports."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package of a dotted name is missing
+        found = False
+    yield Check(what, f"python package {module!r}", how, found)
 
 
 LVIS_HOW = (

@@ -66,7 +66,30 @@ def test_detectron2_weights_that_would_be_downloaded_are_listed_unless_allowed(m
     from divergen_lib.preflight import missing_inputs
 
     monkeypatch.chdir(REPO_ROOT)
-    params = REPO_ROOT / "params" / "paper" / "05_training.yaml"
+    params = REPO_ROOT / "params" / "paper" / "variants" / "mask_rcnn_r50_training.yaml"
     offline = missing_inputs(load_config(params, ["training.detectron2.allow_download=false"]))
     assert any(m.what.startswith("detectron2 MODEL.WEIGHTS") and "://" in m.where for m in offline)
     assert not any(m.what.startswith("detectron2 MODEL.WEIGHTS") for m in missing_inputs(load_config(params)))
+
+
+def test_paper_training_lists_the_originals_checkouts_then_their_swin_l_weights(monkeypatch):
+    """The paper profile trains DiverGen's own config from the user's DiverGen and CenterNet2 checkouts."""
+    pytest.importorskip("detectron2")
+    from divergen_lib.config import load_config
+    from divergen_lib.preflight import missing_inputs
+
+    monkeypatch.chdir(REPO_ROOT)
+    params = REPO_ROOT / "params" / "paper" / "05_training.yaml"
+    absent = ["training.detectron2.project_paths=[/no/CenterNet2, /no/DiverGen]"]
+    places = {m.where for m in missing_inputs(load_config(params, absent))}
+    assert {"/no/CenterNet2", "/no/DiverGen", "python package 'divergen'"} <= places
+    shared = REPO_ROOT.parent / "shared" / "third_party"
+    if not (shared / "DiverGen").is_dir():
+        pytest.skip("the originals' snapshots (../shared) are absent")
+    divergen = shared / "DiverGen" / "DiverGen"
+    given = [
+        f"training.detectron2.project_paths=[{shared / 'CenterNet2'}, {divergen}]",
+        f"training.detectron2.config_file={divergen / 'configs' / 'DiverGen_swinL.yaml'}",
+    ]
+    missing = [m for m in missing_inputs(load_config(params, given)) if "detectron2" in m.what]
+    assert [m.where for m in missing] == [str(divergen / "models" / "swin_large_patch4_window12_384_22k.pkl")]

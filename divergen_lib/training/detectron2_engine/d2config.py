@@ -15,6 +15,7 @@ import yaml
 from detectron2.config import CfgNode, get_cfg
 
 from ...errors import InputError
+from ...paths import from_root
 from ..config import Detectron2Settings, TrainingConfig
 
 ENGINE = "detectron2"  # the ``engine`` entry of its checkpoints, and its state folder in a run (RunLayout.engine_dir)
@@ -42,10 +43,10 @@ def _set_if_present(cfg: CfgNode, key: str, value: Any) -> bool:
 
 
 def _config_file(name: str) -> Path:
-    """A detectron2 yaml: a file path, else a model-zoo name (looked up in the installed package; detectron2's
+    """A detectron2 yaml: a file path (relative ones from the repository root), else a model-zoo name (looked up in the installed package; detectron2's
     ``model_zoo.get_config_file`` needs ``pkg_resources``, which recent setuptools no longer ship)."""
-    if Path(name).is_file():
-        return Path(name)
+    if from_root(name).is_file():
+        return from_root(name)
     zoo = Path(detectron2.__file__).parent / "model_zoo" / "configs" / name
     if zoo.is_file():
         return zoo
@@ -85,6 +86,15 @@ def import_project(settings: Detectron2Settings, d2: CfgNode | None = None) -> N
             function(d2)
 
 
+def _project_file(name: str, projects: list[Path]) -> str:
+    """A relative file named by a project's config (``models/swin_large_patch4_window12_384_22k.pkl``) is
+    relative to the project's checkout, where its ``train_net.py`` runs: the first of ``projects`` holding it, else
+    the last (where preflight says it is missing); absolute, empty or found from here, it stays as it is."""
+    if not name or Path(name).is_absolute() or Path(name).exists() or not projects:
+        return name
+    return str(next((p / name for p in projects if (p / name).exists()), projects[-1] / name))
+
+
 def builder_entry(d2: CfgNode, augmentations: str | None) -> str:
     """The ``module:function`` building a config's augmentations: the setting, else CenterNet2's builder when
     the config sets ``INPUT.CUSTOM_AUG``, else "" (detectron2's own)."""
@@ -119,12 +129,14 @@ def build_config(cfg: TrainingConfig, num_classes: int, device: str, train: Trai
     d2.MODEL.DEVICE = device
     if train is not None:
         _set_training(d2, cfg, train)
-    _set_precision(d2, device)
     try:
         d2.merge_from_list(list(cfg.detectron2.opts))
     except (KeyError, ValueError, AssertionError) as err:
         raise InputError(f"training.detectron2.opts: {err}") from None
+    _set_precision(d2, device)
     d2[BUILDER_KEY] = builder_entry(d2, cfg.detectron2.augmentations)
+    if "://" not in d2.MODEL.WEIGHTS:
+        d2.MODEL.WEIGHTS = _project_file(d2.MODEL.WEIGHTS, cfg.detectron2.project_paths)
     if train is None:
         _set_if_present(d2, "MODEL.ROI_BOX_HEAD.USE_FED_LOSS", False)
     elif "://" in d2.MODEL.WEIGHTS and not cfg.detectron2.allow_download:
