@@ -43,8 +43,8 @@ def _set_if_present(cfg: CfgNode, key: str, value: Any) -> bool:
 
 
 def _config_file(name: str) -> Path:
-    """A detectron2 yaml: a file path (relative ones from the repository root), else a model-zoo name (looked up in the installed package; detectron2's
-    ``model_zoo.get_config_file`` needs ``pkg_resources``, which recent setuptools no longer ship)."""
+    """A detectron2 yaml: a file path (relative ones from the repository root), else a model-zoo name (looked up
+    in the installed package; detectron2's ``model_zoo.get_config_file`` needs ``pkg_resources``)."""
     if from_root(name).is_file():
         return from_root(name)
     zoo = Path(detectron2.__file__).parent / "model_zoo" / "configs" / name
