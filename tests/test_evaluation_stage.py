@@ -71,6 +71,8 @@ def test_stage_evaluates_every_finished_run_and_reuses_its_files(profile):
     table = comparison_table(rows, with_paper=True, source="smoke")
     assert len(table) == 2 + len(PAPER_RESULTS) and table[0]["AP_box"] == rows[0]["AP"]
     assert table[0]["source"] == "smoke" and table[-1]["source"] == "DiverGen paper"
+    assert table[0]["detector"] == "Mask R-CNN resnet18-FPN (torchvision)"  # ours, named beside the papers'
+    assert table[-1]["detector"] == "CenterNet2 Swin-L"
     figures = stage.save_figures(evaluations, config)
     assert set(figures) == {"metrics", "ap_vs_images", "predictions", "energy"}
     assert all(path.stat().st_size > 0 for path in figures.values())

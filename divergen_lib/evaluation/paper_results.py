@@ -21,17 +21,17 @@ PAPER_RESULTS: list[dict[str, Any]] = [
 
 def comparison_table(summary: list[dict[str, Any]], with_paper: bool, source: str) -> list[dict[str, Any]]:
     """Our runs (``summarize`` rows, labelled ``source``, e.g. the profile) in the papers' four columns, followed
-    by the published rows when ``with_paper``."""
+    by the published rows when ``with_paper``; every row names its detector."""
     ours: dict[str, dict[str, Any]] = {}
     for row in summary:
-        entry = ours.setdefault(row["run"], {"method": row["run"], "backbone": "", "source": source})
+        entry = ours.setdefault(row["run"], {"method": row["run"], "detector": row["detector"], "source": source})
         suffix = "box" if row["iou"] == "bbox" else "mask"
         entry[f"AP_{suffix}"], entry[f"APr_{suffix}"] = row["AP"], row["APr"]
-    rows = [{k: e.get(k) for k in ("method", "backbone", *COLUMNS, "source")} for e in ours.values()]
+    rows = [{k: e.get(k) for k in ("method", "detector", *COLUMNS, "source")} for e in ours.values()]
     if with_paper:
         rows += [
-            {"method": p["method"], "backbone": p["backbone"], **dict(zip(COLUMNS, p["values"], strict=True)),
-             "source": f"{p['source']} paper"}
+            {"method": p["method"], "detector": f"CenterNet2 {p['backbone']}",
+             **dict(zip(COLUMNS, p["values"], strict=True)), "source": f"{p['source']} paper"}
             for p in PAPER_RESULTS
         ]  # fmt: skip
     return rows

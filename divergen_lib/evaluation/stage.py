@@ -10,6 +10,7 @@ from ..config import Config
 from ..distributed import require_single_process
 from ..formats import read_lvis, read_results
 from ..stages import ResultList
+from ..training.engines import ENGINES
 from .config import EvaluationConfig
 from .evaluate import RunEvaluation, evaluate_run, selected_runs
 from .layout import EvaluationLayout
@@ -26,11 +27,12 @@ def run(config: Config) -> ResultList[RunEvaluation]:
 
 
 def summarize(evaluations: list[RunEvaluation]) -> list[dict[str, Any]]:
-    """One row per run and IoU type: the LVIS metrics in percent."""
+    """One row per run and IoU type: the detector, the LVIS metrics in percent."""
     rows = []
     for ev in evaluations:
+        detector = ENGINES.get(ev.run.config.engine).describe(ev.run.config)
         for iou_type, metrics in ev.metrics.items():
-            row = {"run": ev.run.name, "iou": iou_type}
+            row = {"run": ev.run.name, "detector": detector, "iou": iou_type}
             row.update({k: round(100 * metrics[k], 2) if metrics[k] >= 0 else None for k in METRICS})
             rows.append(row)
     return rows

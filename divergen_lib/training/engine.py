@@ -69,6 +69,10 @@ class Engine(Protocol):
         """The class-dependent parameters of its state dicts."""
         ...
 
+    def describe(self, cfg: TrainingConfig) -> str:
+        """The detector ``cfg`` trains, in a few words (tables name it beside the metrics)."""
+        ...
+
     def validate(self, cfg: TrainingConfig) -> None:
         """Raise ValueError for settings this engine cannot train with (called when params are loaded)."""
         ...

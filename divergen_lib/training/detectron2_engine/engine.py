@@ -47,6 +47,9 @@ class Detectron2Engine:
         ClassLayer(re.compile(r"roi_heads\.box_predictor(\.\d+)?\.(fed_loss_cls_weights|freq_weight)$"), 1, False),
     )
 
+    def describe(self, cfg: TrainingConfig) -> str:
+        return f"{Path(cfg.detectron2.config_file).stem} (detectron2)"
+
     def validate(self, cfg: TrainingConfig) -> None:
         """Every setting is checked when detectron2 builds the config (preflight and training)."""
 

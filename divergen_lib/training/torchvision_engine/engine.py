@@ -28,6 +28,9 @@ class TorchvisionEngine:
         ClassLayer(re.compile(r"roi_heads\.mask_predictor\.mask_fcn_logits\.(weight|bias)$"), 1, True),
     )
 
+    def describe(self, cfg: TrainingConfig) -> str:
+        return f"Mask R-CNN {cfg.model.backbone}-FPN (torchvision)"
+
     def validate(self, cfg: TrainingConfig) -> None:
         if cfg.model.frozen_batchnorm and cfg.model.backbone_weights is None:
             raise ValueError("model.frozen_batchnorm needs model.backbone_weights: frozen random statistics diverge")
