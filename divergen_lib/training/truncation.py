@@ -54,15 +54,24 @@ def truncate_state_dict(
     return out
 
 
-def truncate_checkpoint(checkpoint: dict[str, Any], classes: ClassMap, engine: str) -> dict[str, Any]:
-    """Truncate ``checkpoint["model"]`` (and ``model_ema`` when present) to the target classes; the class map
-    stored under ``classes`` is replaced by the truncated one."""
+def truncate_weights(
+    checkpoint: dict[str, Any], num_classes: int, targets: Sequence[int], engine: str
+) -> dict[str, Any]:
+    """A copy of ``checkpoint`` whose ``model`` (and ``model_ema`` when present) keep only the ``targets``
+    classes; its other entries are left as they are."""
     if "model" not in checkpoint:
         raise InputError("checkpoint has no 'model' state dict")
     out = dict(checkpoint)
     for key in ("model", "model_ema"):
         if key in checkpoint:
-            out[key] = truncate_state_dict(checkpoint[key], classes.num_classes, classes.targets, engine)
+            out[key] = truncate_state_dict(checkpoint[key], num_classes, targets, engine)
+    return out
+
+
+def truncate_checkpoint(checkpoint: dict[str, Any], classes: ClassMap, engine: str) -> dict[str, Any]:
+    """Truncate ``checkpoint["model"]`` (and ``model_ema`` when present) to the target classes; the class map
+    stored under ``classes`` is replaced by the truncated one."""
+    out = truncate_weights(checkpoint, classes.num_classes, classes.targets, engine)
     out["classes"] = classes.truncated().to_json()
     return out
 

@@ -21,11 +21,11 @@ from ...errors import InputError
 from ...formats import image_file, read_image
 from ...formats.results import detections_to_results
 from ...progress import progress
-from ..checkpoints import load_checkpoint
 from ..classes import ClassMap
 from ..config import TestSettings, TrainingConfig
 from ..run import RunOutput
-from .d2config import ENGINE, build_config
+from .d2config import build_config
+from .original_checkpoints import DetectorWeights, read_detector_weights
 
 # Federated-loss class weights (detectron2, Detic/DiverGen): training-only buffers, not needed for inference.
 _FED_LOSS_WEIGHTS = re.compile(r"\.(fed_loss_cls_weights|freq_weight)$")
@@ -41,26 +41,22 @@ def _test_input(image: np.ndarray, d2: CfgNode) -> tuple[dict[str, Any], Any]:
 
 
 def load_model(
-    checkpoint: str | Path, cfg: TrainingConfig, classes: ClassMap, device: str = "auto"
+    checkpoint: str | Path | DetectorWeights, cfg: TrainingConfig, classes: ClassMap, device: str = "auto"
 ) -> tuple[torch.nn.Module, CfgNode]:
-    """A detectron2-engine checkpoint as an eval-mode model for ``classes`` (EMA weights when present; a
+    """A detectron2 checkpoint in this project's or the originals' layout (:mod:`.original_checkpoints`), or the
+    weights read from one, as an eval-mode model for ``classes`` (this project's: EMA weights when present, and a
     truncated checkpoint needs the truncated class map) and its inference config."""
-    ckpt = load_checkpoint(checkpoint)
-    if ckpt.get("engine") != ENGINE:
-        raise InputError(f"{checkpoint}: not a detectron2-engine checkpoint of this project")
-    stored = ClassMap.from_json(ckpt["classes"]).category_ids if "classes" in ckpt else classes.category_ids
-    if stored != classes.category_ids:
-        raise InputError(f"{checkpoint}: trained for {len(stored)} categories, not the {classes.num_classes} given")
+    weights = checkpoint if isinstance(checkpoint, DetectorWeights) else read_detector_weights(checkpoint)
+    weights.check_classes(classes)
     d2 = build_config(cfg, classes.num_classes, resolve_device(device))
     model = build_model(d2)
     if not isinstance(model, GeneralizedRCNN):
         raise InputError(f"training.detectron2.config_file: an R-CNN is needed, not {type(model).__name__}")
-    weights = ckpt["model_ema"] if "model_ema" in ckpt else ckpt["model"]
     try:
-        model.load_state_dict({k: v for k, v in weights.items() if not _FED_LOSS_WEIGHTS.search(k)})
+        model.load_state_dict({k: v for k, v in weights.state.items() if not _FED_LOSS_WEIGHTS.search(k)})
     except RuntimeError as err:
         raise InputError(
-            f"{checkpoint}: weights do not fit the configured model ({str(err).splitlines()[0]})"
+            f"{weights.source}: weights do not fit the configured model ({str(err).splitlines()[0]})"
         ) from None
     return model.eval(), d2
 
