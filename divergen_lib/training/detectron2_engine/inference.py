@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.data.detection_utils import convert_PIL_to_numpy
-from detectron2.data.transforms import ResizeShortestEdge
 from detectron2.modeling import GeneralizedRCNN, build_model
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes
@@ -24,6 +23,7 @@ from ...progress import progress
 from ..classes import ClassMap
 from ..config import TestSettings, TrainingConfig
 from ..run import RunOutput
+from .augmentations import augment, build_augmentations
 from .d2config import build_config
 from .original_checkpoints import DetectorWeights, read_detector_weights
 
@@ -31,13 +31,15 @@ from .original_checkpoints import DetectorWeights, read_detector_weights
 _FED_LOSS_WEIGHTS = re.compile(r"\.(fed_loss_cls_weights|freq_weight)$")
 
 
-def _test_input(image: np.ndarray, d2: CfgNode) -> tuple[dict[str, Any], Any]:
-    """An RGB image as the model's test input (resized by ``INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST``, in
-    ``INPUT.FORMAT``) and the resize transform."""
-    resize = ResizeShortestEdge(d2.INPUT.MIN_SIZE_TEST, d2.INPUT.MAX_SIZE_TEST).get_transform(image)
-    resized = convert_PIL_to_numpy(Image.fromarray(resize.apply_image(image)), d2.INPUT.FORMAT)
-    tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
-    return {"image": tensor, "height": image.shape[0], "width": image.shape[1]}, resize
+def _test_input(image: np.ndarray, d2: CfgNode, file_name: str = "") -> tuple[dict[str, Any], Any]:
+    """An RGB image as the model's test input (resized by the config's test augmentations, :mod:`.augmentations`,
+    in ``INPUT.FORMAT``; ``file_name``, which some projects' models read) and the resize transform."""
+    resized, transform = augment(build_augmentations(d2, is_train=False), image)
+    tensor = torch.as_tensor(
+        np.ascontiguousarray(convert_PIL_to_numpy(Image.fromarray(resized), d2.INPUT.FORMAT).transpose(2, 0, 1))
+    )
+    given = {"image": tensor, "height": image.shape[0], "width": image.shape[1], "file_name": file_name}
+    return given, transform
 
 
 def load_model(
@@ -75,7 +77,8 @@ def predict_images(
     results: list[dict[str, Any]] = []
     for start in progress(range(0, len(images), test.batch_size), desc="predict", unit="batch"):
         batch = images[start : start + test.batch_size]
-        inputs = [_test_input(read_image(image_file(img, image_root)), d2)[0] for img in batch]
+        files = [image_file(img, image_root) for img in batch]
+        inputs = [_test_input(read_image(file), d2, str(file))[0] for file in files]
         for img, given, out in zip(batch, inputs, model.inference(inputs, do_postprocess=False), strict=True):
             out = detector_postprocess(out, given["height"], given["width"], test.mask_threshold).to("cpu")
             results += detections_to_results(
