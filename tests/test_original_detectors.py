@@ -144,3 +144,18 @@ def test_pastes_go_into_the_large_scale_jitter_canvas_at_the_priors_relative_siz
                 fractions.append(np.sqrt((x1 - x0) * (y1 - y0) / (h * w)))
     assert len(fractions) > 5
     assert np.allclose(fractions, prior, rtol=0.06), fractions
+
+
+def test_fp16_is_amp_on_cuda_and_off_on_cpu(tmp_path, smoke_world, caplog):
+    """DiverGen's ``FP16: True`` (its base config): detectron2's AMP on CUDA; on CPU off, with a log line. Only the
+    config is built, so no GPU is needed."""
+    from divergen_lib.training.detectron2_engine.d2config import build_config
+
+    cfg = load_config(SMOKE_TRAINING, original_overrides(tmp_path, smoke_world, "divergen", "DiverGen_swinL.yaml"))
+    training = cfg.section("training")
+    on_gpu = build_config(training, 3, "cuda")
+    assert on_gpu.FP16 is True and on_gpu.SOLVER.AMP.ENABLED is True
+    with caplog.at_level("INFO"):
+        on_cpu = build_config(training, 3, "cpu")
+    assert on_cpu.FP16 is False and on_cpu.SOLVER.AMP.ENABLED is False
+    assert "FP16 of the config is off on cpu" in caplog.text
