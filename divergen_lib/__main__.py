@@ -4,7 +4,8 @@ Stages call the same library functions as the notebooks. ``--params`` and every 
 relative to the current directory, as in any shell; paths inside a params file and in ``--set`` values are relative
 to the repository root (:mod:`.paths`). ``notebooks`` runs the numbered notebooks of a profile with papermill (what
 ``run_all.sh`` calls); ``evaluate-results`` evaluates any detector's LVIS results; ``predict`` draws a trained run's
-detections on your own images.
+detections on your own images; ``truncate`` and ``evaluate-checkpoint`` take any detectron2 checkpoint, this
+project's or DiverGen's/X-Paste's released ones.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from .config import load_config
 from .errors import InputError
@@ -76,6 +78,27 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--out", required=True, help="folder for one PNG per image, results.json and images.json")
     pr.add_argument("--score-threshold", type=float, default=0.5, help="smallest score drawn (default 0.5)")
     pr.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: auto")
+    tr = sub.add_parser("truncate", help="keep the first N classes of a detectron2 checkpoint (either layout)")
+    tr.add_argument("--weights", required=True, help="a checkpoint of this project or of DiverGen's/X-Paste's")
+    tr.add_argument("--out", required=True, help="the truncated checkpoint (written atomically)")
+    tr.add_argument("--keep", required=True, type=_positive, help="classes kept, e.g. 1203 of DiverGen's 1453")
+    ec = sub.add_parser("evaluate-checkpoint", help="LVIS metrics of a detectron2 checkpoint (either layout)")
+    help_config = "its detectron2 yaml (a file or a model-zoo name), e.g. DiverGen's configs/DiverGen_swinL.yaml"
+    ec.add_argument("--config-file", required=True, help=help_config)
+    ec.add_argument("--weights", required=True, help="a checkpoint of this project or of DiverGen's/X-Paste's")
+    ec.add_argument("--gt", required=True, help="LVIS ground truth, e.g. lvis_v1_val.json")
+    ec.add_argument("--image-root", required=True, help="the folder its images are under (e.g. coco/)")
+    ec.add_argument("--ema", action="store_true", help="its EMA weights (model_ema), as the originals evaluate")
+    ec.add_argument("--truncate-to", type=_positive, metavar="N", help="keep the first N classes (DiverGen: 1203)")
+    help_paths = "checkouts put first on sys.path (CenterNet2, DiverGen or X-Paste)"
+    ec.add_argument("--project-path", nargs="+", action="extend", default=[], metavar="P", help=help_paths)
+    help_modules = "modules to import, module:function also called on the config (training.detectron2)"
+    ec.add_argument("--project-module", nargs="+", action="extend", default=[], metavar="M", help=help_modules)
+    ec.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE", help="detectron2 config overrides")
+    ec.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: auto")
+    ec.add_argument("--max-images", type=_positive, metavar="K", help="only the first K images (default: all)")
+    ec.add_argument("--out", help="also write the metrics and per-category AP to this json")
+    ec.add_argument("--results", help="also write the LVIS results to this json (evaluate-results reads it)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -103,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
             return _evaluate_results(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "truncate":
+            return _truncate(args)
+        if args.command == "evaluate-checkpoint":
+            return _evaluate_checkpoint(args)
         stage = STAGES.get(args.command)
         config = load_config(from_command_line(args.params), args.overrides)
         result = load_target(stage.run)(config)
@@ -131,15 +158,66 @@ def _report_failed(command: str, result: StageResult) -> int:
 
 def _evaluate_results(args: argparse.Namespace) -> int:
     from .distributed import available_cores
-    from .evaluation.metrics_file import evaluate_results_file, metrics_table
-    from .formats import write_json
+    from .evaluation.metrics_file import evaluate_results_file
 
     workers = args.workers or available_cores()
     record = evaluate_results_file(args.gt, args.results, args.iou, args.backend, args.format, workers)
+    _print_metrics("evaluate-results", record, args.out)
+    return 0
+
+
+def _print_metrics(command: str, record: dict, out: str | None) -> None:
+    """The LVIS table of a metrics record, and the record written to ``out`` when given."""
+    from .evaluation.metrics_file import metrics_table
+    from .formats import write_json
+
     print(metrics_table(record))
-    if args.out:
-        write_json(record, args.out)
-        print(f"evaluate-results: metrics and per-category AP -> {args.out}")
+    if out:
+        write_json(record, out)
+        print(f"{command}: metrics and per-category AP -> {out}")
+
+
+def _truncate(args: argparse.Namespace) -> int:
+    from .training.detectron2_engine.original_checkpoints import truncate_file
+
+    src, dst = from_command_line(args.weights), from_command_line(args.out)
+    num_classes, keys = truncate_file(src, dst, args.keep)
+    print(f"truncate: {num_classes} -> {args.keep} classes ({', '.join(keys)}) -> {dst}")
+    return 0
+
+
+def _evaluate_checkpoint(args: argparse.Namespace) -> int:
+    from .distributed import available_cores
+    from .evaluation.checkpoint import evaluate_checkpoint, published_comparison
+    from .training.config import Detectron2Settings
+
+    settings = Detectron2Settings(
+        config_file=str(from_command_line(args.config_file)) if Path(args.config_file).exists() else args.config_file,
+        opts=list(args.opts),
+        project_modules=list(args.project_module),
+        project_paths=[from_command_line(p) for p in args.project_path],
+    )
+    weights, gt, image_root = (from_command_line(p) for p in (args.weights, args.gt, args.image_root))
+    ema = True if args.ema else None
+    results = from_command_line(args.results) if args.results else None
+    record = evaluate_checkpoint(
+        weights,
+        settings,
+        gt,
+        image_root,
+        ema,
+        args.truncate_to,
+        args.device,
+        args.max_images,
+        available_cores(),
+        results,
+    )
+    print(f"evaluate-checkpoint: the {record['weights']} weights of {weights} on {record['images']} image(s)")
+    if results:
+        print(f"evaluate-checkpoint: LVIS results -> {results}")
+    _print_metrics("evaluate-checkpoint", record, args.out)
+    if "published" in record:
+        print(published_comparison(record))
     return 0
 
 
