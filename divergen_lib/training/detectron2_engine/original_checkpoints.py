@@ -21,11 +21,12 @@ from ...errors import InputError
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..classes import ClassMap
 from ..truncation import truncate_checkpoint, truncate_state_dict, truncate_weights
-from .engine import ENGINE
+from ..engines import ENGINES
 
 WeightsKey = Literal["model", "model_ema"]
 MODULE_PREFIX = "module."  # of the state dict of a DistributedDataParallel-wrapped model
-_CLASSIFIER = ENGINE.class_layers[0]  # cls_score: a row per class and one for background
+_ENGINE = ENGINES.get("detectron2")  # the plug-in, which imports no detectron2
+_CLASSIFIER = _ENGINE.class_layers[0]  # cls_score: a row per class and one for background
 
 
 def checkpoint_weights(
@@ -34,7 +35,7 @@ def checkpoint_weights(
     """The weights of a detectron2 checkpoint in either layout, without ``module.`` prefixes, and which they are:
     ``model_ema`` when ``ema`` (one line when the checkpoint has none), ``model`` when not; by default this
     project's EMA weights when present and the originals' ``model``. ``source`` names the checkpoint in errors."""
-    if checkpoint.get("engine", ENGINE.name) != ENGINE.name:
+    if checkpoint.get("engine", _ENGINE.name) != _ENGINE.name:
         raise InputError(f"{source}: not a detectron2-engine checkpoint of this project")
     if ema and "model_ema" not in checkpoint:
         raise InputError(f"{source}: has no EMA weights (no 'model_ema'); use its 'model' weights (no --ema)")
@@ -81,7 +82,7 @@ class DetectorWeights:
     def truncated(self, keep: int) -> DetectorWeights:
         """The weights (and class map) of the first ``keep`` classes."""
         num_classes, targets = _first(self.num_classes, keep, self.source)
-        state = truncate_state_dict(self.state, num_classes, targets, ENGINE.name)
+        state = truncate_state_dict(self.state, num_classes, targets, _ENGINE.name)
         classes = replace(self.classes, targets=tuple(targets)).truncated() if self.classes else None
         return replace(self, state=state, classes=classes)
 
@@ -113,8 +114,8 @@ def truncate_file(src: str | os.PathLike, dst: str | os.PathLike, keep: int) -> 
     num_classes, targets = _first(classifier_classes(state), keep, str(src))
     if "classes" in checkpoint:
         classes = ClassMap.from_json(checkpoint["classes"])
-        truncated = truncate_checkpoint(checkpoint, replace(classes, targets=tuple(targets)), ENGINE.name)
+        truncated = truncate_checkpoint(checkpoint, replace(classes, targets=tuple(targets)), _ENGINE.name)
     else:
-        truncated = truncate_weights(checkpoint, num_classes, targets, ENGINE.name)
+        truncated = truncate_weights(checkpoint, num_classes, targets, _ENGINE.name)
     save_checkpoint(truncated, dst)
     return num_classes, [key for key in ("model", "model_ema") if key in checkpoint]
