@@ -12,10 +12,10 @@ logs); the run folder gets ``loss.jsonl`` and ``model_final.pth`` in the torchvi
 truncation, evaluation and the notebooks treat both engines alike.
 
 Samples follow the torchvision engine: stream position ``p`` (repeat-factor stream of :mod:`.sampling`) is image
-``stream[p]``, flipped, resized (or scaled and cropped) and pasted with ``np.random.default_rng([seed, p])``. detectron2's samplers are
-replaced by the positions of :class:`~.sampling.StepPositions`, so samples do not depend on the number of data
-workers, and a resumed run continues the stream where the interrupted one stopped. ``DATALOADER.SAMPLER_TRAIN``
-chooses between repeat factors (``RepeatFactorTrainingSampler`` with ``REPEAT_THRESHOLD``) and plain shuffling
-(``TrainingSampler``); images without annotations are kept (pasting gives them instances); the flip is
-``training.horizontal_flip`` (``INPUT.RANDOM_FLIP`` is not used).
+``stream[p]``, flipped, resized (or scaled and cropped) and pasted with ``np.random.default_rng([seed, p])``.
+detectron2's samplers are replaced by the positions of :class:`~.sampling.StepPositions`, so samples do not depend
+on the number of data workers, and a resumed run continues the stream where the interrupted one stopped.
+``DATALOADER.SAMPLER_TRAIN`` chooses between repeat factors (``RepeatFactorTrainingSampler`` with
+``REPEAT_THRESHOLD``) and plain shuffling (``TrainingSampler``); images without annotations are kept (pasting gives
+them instances); the flip is ``training.horizontal_flip`` (``INPUT.RANDOM_FLIP`` is not used).
 """

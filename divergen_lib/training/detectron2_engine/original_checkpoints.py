@@ -20,8 +20,8 @@ import torch
 from ...errors import InputError
 from ..checkpoints import load_checkpoint, save_checkpoint
 from ..classes import ClassMap
-from ..truncation import truncate_checkpoint, truncate_state_dict, truncate_weights
 from ..engines import ENGINES
+from ..truncation import truncate_checkpoint, truncate_state_dict, truncate_weights
 
 WeightsKey = Literal["model", "model_ema"]
 MODULE_PREFIX = "module."  # of the state dict of a DistributedDataParallel-wrapped model
