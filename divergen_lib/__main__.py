@@ -3,9 +3,10 @@
 Stages call the same library functions as the notebooks. ``--params`` and every other path typed here are
 relative to the current directory, as in any shell; paths inside a params file and in ``--set`` values are relative
 to the repository root (:mod:`.paths`). ``notebooks`` runs the numbered notebooks of a profile with papermill (what
-``run_all.sh`` calls); ``evaluate-results`` evaluates any detector's LVIS results; ``predict`` draws a trained run's
-detections on your own images; ``truncate`` and ``evaluate-checkpoint`` take any detectron2 checkpoint, this
-project's or DiverGen's/X-Paste's released ones.
+``run_all.sh`` calls); ``evaluate-results`` evaluates any detector's LVIS results; ``predict`` draws the detections
+of a trained run (``--run``) or of a detectron2 checkpoint with its config (``--weights``, ``--config-file``) on your
+own images; ``truncate`` and ``evaluate-checkpoint`` take any detectron2 checkpoint, this project's or
+DiverGen's/X-Paste's released ones.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import load_config
 from .errors import InputError
 from .paths import from_command_line
 from .registry import load_target
 from .stages import STAGES, ManifestResult, StageResult, failed_rows
+
+if TYPE_CHECKING:
+    from .training.config import Detectron2Settings
 
 
 def _positive(text: str) -> int:
@@ -37,6 +42,38 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="override a parameter, e.g. --set toyworld.n_train_images=100 (repeatable)",
+    )
+
+
+# the options of a detectron2 checkpoint (evaluate-checkpoint, predict --weights), by their argparse dest
+CHECKPOINT_OPTIONS = ("weights", "config_file", "ema", "truncate_to", "project_path", "project_module", "opts")
+
+
+def _add_checkpoint_options(parser: argparse.ArgumentParser, required: bool) -> None:
+    """``--weights`` and ``--config-file`` (required or not) and the options that load a detectron2 checkpoint."""
+    parser.add_argument("--weights", required=required, help="a checkpoint of this project or of DiverGen's/X-Paste's")
+    help_config = "its detectron2 yaml (a file or a model-zoo name), e.g. DiverGen's configs/DiverGen_swinL.yaml"
+    parser.add_argument("--config-file", required=required, help=help_config)
+    parser.add_argument("--ema", action="store_true", help="its EMA weights (model_ema), as the originals evaluate")
+    help_truncate = "keep the first N classes (DiverGen: 1203)"
+    parser.add_argument("--truncate-to", type=_positive, metavar="N", help=help_truncate)
+    help_paths = "checkouts put first on sys.path (CenterNet2, DiverGen or X-Paste)"
+    parser.add_argument("--project-path", nargs="+", action="extend", default=[], metavar="P", help=help_paths)
+    help_modules = "modules to import, module:function also called on the config (training.detectron2)"
+    parser.add_argument("--project-module", nargs="+", action="extend", default=[], metavar="M", help=help_modules)
+    parser.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE", help="detectron2 config overrides")
+
+
+def _detectron2_settings(args: argparse.Namespace) -> Detectron2Settings:
+    """The detectron2 settings of the checkpoint options (:func:`_add_checkpoint_options`)."""
+    from .training.config import Detectron2Settings
+
+    config_file = args.config_file
+    return Detectron2Settings(
+        config_file=str(from_command_line(config_file)) if Path(config_file).exists() else config_file,
+        opts=list(args.opts),
+        project_modules=list(args.project_module),
+        project_paths=[from_command_line(p) for p in args.project_path],
     )
 
 
@@ -72,8 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument(
         "--workers", type=_positive, help="processes of the fast LVIS backend (default: the cores available)"
     )
-    pr = sub.add_parser("predict", help="pictures and LVIS results of a trained run on your own images")
-    pr.add_argument("--run", required=True, help="a training run folder, or its model_final(_truncated).pth")
+    pr = sub.add_parser("predict", help="pictures and LVIS results of a run or detectron2 checkpoint on your images")
+    pr.add_argument("--run", help="a training run folder, or its model_final(_truncated).pth")
+    _add_checkpoint_options(pr, required=False)
+    help_categories = "with --weights, for a checkpoint without class names: lvis_v1_val.json or a categories json"
+    pr.add_argument("--categories", help=help_categories)
     pr.add_argument("--images", required=True, help="an image file, or a folder of them")
     pr.add_argument("--out", required=True, help="folder for one PNG per image, results.json and images.json")
     pr.add_argument("--score-threshold", type=float, default=0.5, help="smallest score drawn (default 0.5)")
@@ -83,18 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--out", required=True, help="the truncated checkpoint (written atomically)")
     tr.add_argument("--keep", required=True, type=_positive, help="classes kept, e.g. 1203 of DiverGen's 1453")
     ec = sub.add_parser("evaluate-checkpoint", help="LVIS metrics of a detectron2 checkpoint (either layout)")
-    help_config = "its detectron2 yaml (a file or a model-zoo name), e.g. DiverGen's configs/DiverGen_swinL.yaml"
-    ec.add_argument("--config-file", required=True, help=help_config)
-    ec.add_argument("--weights", required=True, help="a checkpoint of this project or of DiverGen's/X-Paste's")
+    _add_checkpoint_options(ec, required=True)
     ec.add_argument("--gt", required=True, help="LVIS ground truth, e.g. lvis_v1_val.json")
     ec.add_argument("--image-root", required=True, help="the folder its images are under (e.g. coco/)")
-    ec.add_argument("--ema", action="store_true", help="its EMA weights (model_ema), as the originals evaluate")
-    ec.add_argument("--truncate-to", type=_positive, metavar="N", help="keep the first N classes (DiverGen: 1203)")
-    help_paths = "checkouts put first on sys.path (CenterNet2, DiverGen or X-Paste)"
-    ec.add_argument("--project-path", nargs="+", action="extend", default=[], metavar="P", help=help_paths)
-    help_modules = "modules to import, module:function also called on the config (training.detectron2)"
-    ec.add_argument("--project-module", nargs="+", action="extend", default=[], metavar="M", help=help_modules)
-    ec.add_argument("--opts", nargs="+", default=[], metavar="KEY VALUE", help="detectron2 config overrides")
     ec.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto", help="default: auto")
     ec.add_argument("--max-images", type=_positive, metavar="K", help="only the first K images (default: all)")
     ec.add_argument("--out", help="also write the metrics and per-category AP to this json")
@@ -189,14 +220,8 @@ def _truncate(args: argparse.Namespace) -> int:
 def _evaluate_checkpoint(args: argparse.Namespace) -> int:
     from .distributed import available_cores
     from .evaluation.checkpoint import evaluate_checkpoint, published_comparison
-    from .training.config import Detectron2Settings
 
-    settings = Detectron2Settings(
-        config_file=str(from_command_line(args.config_file)) if Path(args.config_file).exists() else args.config_file,
-        opts=list(args.opts),
-        project_modules=list(args.project_module),
-        project_paths=[from_command_line(p) for p in args.project_path],
-    )
+    settings = _detectron2_settings(args)
     weights, gt, image_root = (from_command_line(p) for p in (args.weights, args.gt, args.image_root))
     ema = True if args.ema else None
     results = from_command_line(args.results) if args.results else None
@@ -222,10 +247,28 @@ def _evaluate_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .evaluation.predict import image_files, predict_images, run_to_predict_with
+    from .evaluation.predict import (
+        checkpoint_predictor,
+        image_files,
+        predict_images,
+        run_predictor,
+        run_to_predict_with,
+    )
 
-    run = run_to_predict_with(args.run)
-    done = predict_images(run, image_files(args.images), args.out, args.score_threshold, args.device)
+    if (args.run is None) == (args.weights is None):
+        raise InputError("predict: give one of --run (a training run) and --weights (a detectron2 checkpoint)")
+    if args.run is not None:
+        given = [f"--{o.replace('_', '-')}" for o in (*CHECKPOINT_OPTIONS, "categories") if getattr(args, o)]
+        if given:
+            raise InputError(f"predict --run: {', '.join(given)} go with --weights, not --run")
+        predictor = run_predictor(run_to_predict_with(args.run))
+    elif args.config_file is None:
+        raise InputError("predict --weights: give its detectron2 yaml too (--config-file)")
+    else:
+        categories = from_command_line(args.categories) if args.categories else None
+        weights, ema = from_command_line(args.weights), True if args.ema else None
+        predictor = checkpoint_predictor(weights, _detectron2_settings(args), categories, ema, args.truncate_to)
+    done = predict_images(predictor, image_files(args.images), args.out, args.score_threshold, args.device)
     shown = sum(d["score"] >= args.score_threshold for d in done.detections)
     print(f"predict: {len(done.pictures)} picture(s), {shown} detection(s) with score >= {args.score_threshold}")
     print(f"predict: pictures and {done.results.name}, {done.images.name} -> {args.out}")

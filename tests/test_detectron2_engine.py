@@ -113,7 +113,7 @@ def test_truncated_run_predicts_lvis_results_and_box_logits_of_its_targets(d2_ru
     assert {r["category_id"] for r in results} <= {c["id"] for c in val["categories"]}
     assert max(sum(r["image_id"] == img["id"] for r in results) for img in images) <= MAX_DETECTIONS
     assert all(len(r["bbox"]) == 4 and r["segmentation"]["size"] == [96, 96] for r in results)
-    detector = inference.Detectron2Detector(output, "cpu")
+    detector = inference.Detectron2Detector.of_run(output, "cpu")
     assert detector.classes == classes and detector.predict(images, cfg.val.image_root) == results
     image = read_image(image_file(images[0], cfg.val.image_root))
     logits = detector.box_logits(image, np.array([[0, 0, 40, 40], [10, 20, 90, 60]], np.float32))

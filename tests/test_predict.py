@@ -29,9 +29,11 @@ def user_images(folder: Path, world) -> Path:
     return folder
 
 
-def assert_predicts(run: Path, images: Path, out: Path) -> dict:
-    """``predict`` on ``images`` writes one picture per image, at the image's size, and a valid results json."""
-    done = run_cli("predict", "--run", str(run), "--images", str(images), "--out", str(out), "--score-threshold", "0")
+def assert_predicts(run: Path | list[str], images: Path, out: Path) -> dict:
+    """``predict`` of a run (or what the options given instead of ``--run`` name) on ``images`` writes one picture
+    per image, at the image's size, and a valid results json."""
+    source = ["--run", str(run)] if isinstance(run, Path) else run
+    done = run_cli("predict", "--images", str(images), "--out", str(out), "--score-threshold", "0", *source)
     assert done.returncode == 0, done.stderr
     assert "2 picture(s)" in done.stdout
     listing = read_json(out / "images.json")

@@ -85,7 +85,7 @@ class Detectron2Engine:
         require_detectron2()
         from .inference import Detectron2Detector
 
-        return Detectron2Detector(run, device)
+        return Detectron2Detector.of_run(run, device)
 
 
 def _weights_checks(weights: str, allow_download: bool) -> Iterator[Check]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def predict_images(
     d2: CfgNode,
     classes: ClassMap,
     images: list[dict[str, Any]],
-    image_root: str | Path,
+    image_root: str | os.PathLike,
     test: TestSettings,
 ) -> list[dict[str, Any]]:
     """LVIS results (dataset category ids, boxes, RLE masks, at most ``test.max_detections`` per image)."""
@@ -124,15 +125,18 @@ def box_logits(model: GeneralizedRCNN, d2: CfgNode, image: np.ndarray, boxes_xyx
 
 
 class Detectron2Detector:
-    """A finished detectron2-engine run as an evaluation detector: its evaluation checkpoint (truncated when it
-    had extra classes; EMA weights when present)."""
+    """A loaded detectron2 model as an evaluation detector of ``classes`` (:class:`~..engine.Detector`)."""
 
-    def __init__(self, run: RunOutput, device: str) -> None:
-        self.classes = run.eval_classes
-        self.test = run.config.test
-        self.model, self.d2 = load_model(run.eval_checkpoint, run.config, self.classes, device)
+    def __init__(self, model: torch.nn.Module, d2: CfgNode, classes: ClassMap, test: TestSettings) -> None:
+        self.model, self.d2, self.classes, self.test = model, d2, classes, test
 
-    def predict(self, images: list[dict[str, Any]], image_root: str | Path) -> list[dict[str, Any]]:
+    @classmethod
+    def of_run(cls, run: RunOutput, device: str) -> Detectron2Detector:
+        """A finished run's evaluation checkpoint (truncated when it had extra classes; EMA weights when present)."""
+        model, d2 = load_model(run.eval_checkpoint, run.config, run.eval_classes, device)
+        return cls(model, d2, run.eval_classes, run.config.test)
+
+    def predict(self, images: list[dict[str, Any]], image_root: str | os.PathLike) -> list[dict[str, Any]]:
         return predict_images(self.model, self.d2, self.classes, images, image_root, self.test)
 
     def box_logits(self, image: np.ndarray, boxes_xyxy: np.ndarray) -> np.ndarray:
