@@ -69,6 +69,7 @@ def _cli(command: str, params, overrides: list[str]) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("original", "name"), [("divergen", "DiverGen_swinL.yaml"), ("xpaste", "Xpaste_swinL.yaml")])
 def test_an_original_detector_trains_predicts_and_evaluates_with_pastes(tmp_path, pool_world, original, name):
     """Each in its own processes, as a user runs them (both projects register a ``CustomRCNN``)."""
@@ -90,6 +91,7 @@ def test_an_original_detector_trains_predicts_and_evaluates_with_pastes(tmp_path
     assert np.isfinite(metrics["bbox"]["AP"]) and np.isfinite(metrics["segm"]["AP"])
 
 
+@pytest.mark.slow
 def test_divergens_baseline_config_trains(tmp_path, pool_world):
     """DiverGen's baseline (its LVIS classes only, no pool): one step."""
     world, _ = pool_world

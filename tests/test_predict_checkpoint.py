@@ -44,6 +44,7 @@ def checkpoints(smoke_world, tmp_path_factory):
     return original, ours, classes
 
 
+@pytest.mark.slow
 def test_a_released_layout_checkpoint_predicts_as_the_same_weights_in_ours(checkpoints, smoke_world, tmp_path):
     original, ours, classes = checkpoints
     images = user_images(tmp_path / "mine", smoke_world)
