@@ -127,7 +127,8 @@ def training_sample(
     anns = [a for a in annotations if a["category_id"] in classes and not a.get("iscrowd", 0)]
     crowds = [annotation_mask(a, h, w) for a in annotations if a.get("iscrowd", 0)]
     flipped = flip and rng.random() < 0.5
-    if flipped or canvas is not None:
+    moved = flipped or canvas is not None  # the annotations' masks and boxes change
+    if moved:
         anns = [{**a, "mask": annotation_mask(a, h, w)} for a in anns]
     if flipped:
         image = np.ascontiguousarray(image[:, ::-1])
@@ -139,7 +140,7 @@ def training_sample(
         anns = [{**a, "mask": transform.apply_segmentation(a["mask"].astype(np.uint8)) > 0} for a in anns]
         crowds = [transform.apply_segmentation(m.astype(np.uint8)) > 0 for m in crowds]
         anns = [a for a in anns if a["mask"].any()]
-    if flipped or canvas is not None:
+    if moved:
         anns = [{**a, "bbox": mask_bbox(a["mask"])} for a in anns]
     crowd = np.array([mask_bbox(m) for m in crowds if m.any()], dtype=np.float32).reshape(-1, 4)
     crowd[:, 2:] += crowd[:, :2]
