@@ -3,7 +3,8 @@
 Every prompt is recorded with its source: ``template`` (one hand-made line per category), ``llm-file``
 (DiverGen's folder format: ``<category id>.txt``, one prompt per line), ``attributes`` (an offline,
 non-LLM strategy: distinct combinations of colour, material, style, viewpoint and size words) or ``llm``
-(written on the fly by a local instruction-tuned model through transformers).
+(written on the fly by a local instruction-tuned model through transformers). Images brought in from a folder
+(web-retrieved or any other source) have no prompt: their source is ``external``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from .errors import InputError
 
-PromptSource = Literal["template", "llm-file", "attributes", "llm"]
+PromptSource = Literal["template", "llm-file", "attributes", "llm", "external"]
 
 TEMPLATE = "a photo of a single {name}, {definition}, in a white background"
 WHITE_BACKGROUND = ", in a white background"
