@@ -76,9 +76,10 @@ def display_name(name: str) -> str:
     return name.replace("_", " ")
 
 
-def template_prompt(name: str, definition: str) -> str:
-    """DiverGen's hand-made prompt: ``a photo of a single {name}, {def}, in a white background``."""
-    return TEMPLATE.format(name=display_name(name), definition=definition.strip())
+def template_prompt(name: str, definition: str, template: str = TEMPLATE) -> str:
+    """The hand-made prompt of a category; by default DiverGen's ``a photo of a single {name}, {definition}, in a
+    white background`` (X-Paste's: ``a photo of a single {name}``)."""
+    return template.format(name=display_name(name), definition=definition.strip())
 
 
 def load_prompt_folder(
@@ -124,10 +125,11 @@ def _article(word: str) -> str:
     return "an" if word[0].lower() in "aeiou" else "a"
 
 
-def attribute_prompts(name: str, n: int, seed: int) -> list[str]:
+def attribute_prompts(name: str, n: int, seed: int, suffix: str = WHITE_BACKGROUND) -> list[str]:
     """``n`` distinct prompts combining opener, size, colour, material, style and viewpoint words.
 
-    Deterministic for ``seed``; every prompt names the category and ends with the white-background suffix.
+    Deterministic for ``seed``; every prompt names the category and ends with ``suffix`` (DiverGen's white
+    background).
     """
     vocab = (OPENERS, SIZES, COLOURS, MATERIALS, STYLES, VIEWPOINTS)
     space = int(np.prod([len(v) for v in vocab]))
@@ -143,18 +145,17 @@ def attribute_prompts(name: str, n: int, seed: int) -> list[str]:
         seen.add(pick)
         opener, size, colour, material, style, view = (v[i] for v, i in zip(vocab, pick, strict=True))
         out.append(
-            f"{opener} {_article(size)} {size} {colour} {material} {display_name(name)}, {style}, {view}"
-            f"{WHITE_BACKGROUND}"
+            f"{opener} {_article(size)} {size} {colour} {material} {display_name(name)}, {style}, {view}{suffix}"
         )
     return out
 
 
-def _clean_llm_line(text: str) -> str:
+def _clean_llm_line(text: str, suffix: str) -> str:
     line = next((s.strip(" \"'") for s in text.splitlines() if s.strip(" \"'")), "")
     line = line.rstrip(" .")
     if not line:
         return ""
-    return line if line.endswith(WHITE_BACKGROUND) else line + WHITE_BACKGROUND
+    return line if line.endswith(suffix) else line + suffix
 
 
 class LocalLLM:
@@ -183,8 +184,10 @@ class LocalLLM:
             text = instruction + "\n"
         return self.tokenizer(text, return_tensors="pt").to(self.device)
 
-    def prompts(self, name: str, definition: str, n: int, seed: int, max_new_tokens: int = 48) -> list[str]:
-        """Up to ``n`` distinct prompts, sampled with a fixed seed; each ends with the white-background suffix."""
+    def prompts(
+        self, name: str, definition: str, n: int, seed: int, suffix: str = WHITE_BACKGROUND, max_new_tokens: int = 48
+    ) -> list[str]:
+        """Up to ``n`` distinct prompts, sampled with a fixed seed; each ends with ``suffix``."""
         import torch
 
         inputs = self._inputs(LLM_INSTRUCTION.format(name=display_name(name), definition=definition))
@@ -203,7 +206,7 @@ class LocalLLM:
                     max_new_tokens=max_new_tokens,
                     pad_token_id=self.tokenizer.pad_token_id or self.tokenizer.eos_token_id,
                 )
-            line = _clean_llm_line(self.tokenizer.decode(tokens[0, start:], skip_special_tokens=True))
+            line = _clean_llm_line(self.tokenizer.decode(tokens[0, start:], skip_special_tokens=True), suffix)
             if line and line not in out:
                 out.append(line)
         return out
@@ -211,14 +214,31 @@ class LocalLLM:
 
 @dataclass(frozen=True)
 class PromptConfig:
-    """Which prompt sources to use per category (the ``generation.prompts`` section)."""
+    """Which prompt sources to use per category (the ``generation.prompts`` section).
+
+    ``template_text`` is the hand-made prompt (``{name}``, optionally ``{definition}``); ``suffix`` is what every
+    prompt ends with: prompt-file lines must, attribute and LLM prompts get it appended. The defaults are DiverGen's;
+    X-Paste generates with ``template_text: "a photo of a single {name}"`` and ``suffix: ""``.
+    """
 
     template: Literal["always", "without_file", "never"] = "without_file"
+    template_text: str = TEMPLATE
+    suffix: str = WHITE_BACKGROUND
     llm_dir: Path | None = None
     attributes: int = 0
     llm_model: Path | None = None
     llm_prompts: int = 0
     allow_download: bool = False
+
+    def __post_init__(self) -> None:
+        try:
+            self.template_text.format(name="x", definition="y")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(
+                f"template_text {self.template_text!r}: only {{name}} and {{definition}} can be filled in ({err!r})"
+            ) from None
+        if "{name}" not in self.template_text:
+            raise ValueError(f"template_text {self.template_text!r} does not name the category ({{name}})")
 
 
 def category_prompts(
@@ -237,14 +257,15 @@ def category_prompts(
     from_file = (llm_files or {}).get(cid, [])
     texts: list[tuple[str, PromptSource]] = []
     if cfg.template == "always" or (cfg.template == "without_file" and not from_file):
-        texts.append((template_prompt(name, definition), "template"))
+        texts.append((template_prompt(name, definition, cfg.template_text), "template"))
     texts.extend((t, "llm-file") for t in from_file)
+    extra_seed = seed * 100_003 + cid
     if cfg.attributes:
-        texts.extend((t, "attributes") for t in attribute_prompts(name, cfg.attributes, seed * 100_003 + cid))
+        texts.extend((t, "attributes") for t in attribute_prompts(name, cfg.attributes, extra_seed, cfg.suffix))
     if cfg.llm_prompts:
         if llm is None:
             raise PromptError("generation.prompts.llm_prompts > 0 needs generation.prompts.llm_model")
-        texts.extend((t, "llm") for t in llm.prompts(name, definition, cfg.llm_prompts, seed * 100_003 + cid))
+        texts.extend((t, "llm") for t in llm.prompts(name, definition, cfg.llm_prompts, extra_seed, cfg.suffix))
     if not texts:
         raise PromptError(f"category {cid} ({name}) has no prompt: enable the template or give it a prompt file")
     return [Prompt(text, source, i) for i, (text, source) in enumerate(texts)]

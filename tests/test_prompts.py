@@ -85,6 +85,29 @@ def test_category_prompts_record_sources_in_divergen_order(tmp_path):
         category_prompts(CATEGORY, PromptConfig(template="never"), 0, {})
 
 
+def test_xpaste_generation_prompts_are_configurable(tmp_path):
+    """X-Paste generates with ``a photo of a single {name}`` and no background suffix: its own prompt files (or any
+    without DiverGen's suffix) load, and attribute prompts end where the text ends."""
+    xpaste = PromptConfig(template="always", template_text="a photo of a single {name}", suffix="", attributes=2)
+    prompts = category_prompts(CATEGORY, xpaste, 0)
+    assert prompts[0].text == "a photo of a single bottle opener"
+    assert [p.source for p in prompts] == ["template", "attributes", "attributes"]
+    assert all("bottle opener" in p.text and "background" not in p.text for p in prompts)
+    (tmp_path / "7.txt").write_text("a photo of a single bottle opener on a table\n")
+    assert load_prompt_folder(tmp_path, [7], None) == {7: ["a photo of a single bottle opener on a table"]}
+    with pytest.raises(PromptError, match="does not end with"):
+        load_prompt_folder(tmp_path, [7], PromptConfig().suffix)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("a photo of a {cat}", "only {name} and {definition}"), ("a photo of a thing", "does not name the category")],
+)
+def test_a_template_text_that_cannot_be_filled_is_one_line(text, message):
+    with pytest.raises(ValueError, match=message):
+        PromptConfig(template_text=text)
+
+
 @pytest.fixture(scope="module")
 def tiny_llm(tmp_path_factory):
     """A random-weight Llama of the real architecture with a small word-level tokenizer, saved locally."""

@@ -66,7 +66,8 @@ def build_prompts(
     categories: list[dict[str, Any]], cfg: PromptConfig, seed: int, device: str = "cpu"
 ) -> dict[int, list[Prompt]]:
     """Every category's prompt list; prompt files and the LLM are validated/loaded once, before any work."""
-    files = load_prompt_folder(cfg.llm_dir, [c["id"] for c in categories]) if cfg.llm_dir else None
+    ids = [c["id"] for c in categories]
+    files = load_prompt_folder(cfg.llm_dir, ids, cfg.suffix or None) if cfg.llm_dir else None
     llm = LocalLLM(cfg.llm_model, cfg.allow_download, device) if cfg.llm_prompts and cfg.llm_model else None
     return {c["id"]: category_prompts(c, cfg, seed, files, llm) for c in categories}
 
