@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..clip_choice import ClipChoice, ToyClipConfig
-from ..config import ConfigError, DatasetSplit
+from ..config import ConfigError, DatasetSplit, check_name, check_named_list
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,45 @@ class InterSimilarityFilter:
 
 
 @dataclass(frozen=True)
+class PoolQuota:
+    """One part of the pool: at most ``max_instances`` of the instances that pass the filters and come from
+    ``generators`` (generation models or external sources, by name; all when left out) of ``kind``."""
+
+    name: str
+    max_instances: int
+    generators: list[str] | None = None
+    kind: Literal["generated", "external", "any"] = "any"
+
+    def __post_init__(self) -> None:
+        check_name("pool quota", self.name)
+        if self.max_instances < 0:
+            raise ValueError(f"pool quota {self.name}: max_instances must be >= 0")
+        if self.generators is not None and not self.generators:
+            raise ValueError(f"pool quota {self.name}: generators is empty (leave it out for all)")
+
+
+@dataclass(frozen=True)
+class PoolComposition:
+    """The ``filtration.pool`` section: which of the instances that pass the filters enter the pool (all, by
+    default). ``quotas`` (X-Paste: 150k generated + 150k retrieved), ``max_per_category`` and ``max_instances``
+    (DiverGen's 300k / 600k / 1200k) each keep a deterministic random subsample; ``seed`` defaults to the profile's
+    (see :mod:`.composition`)."""
+
+    quotas: list[PoolQuota] = field(default_factory=list)
+    max_per_category: int | None = None
+    max_instances: int | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.quotas:
+            check_named_list("filtration.pool.quotas", self.quotas)
+        for key in ("max_per_category", "max_instances"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ValueError(f"filtration.pool.{key} must be >= 1 (leave it out for no cap)")
+
+
+@dataclass(frozen=True)
 class FiltrationReport:
     """Figures only: instances per threshold gallery."""
 
@@ -51,7 +90,9 @@ class FiltrationReport:
 
 @dataclass(frozen=True)
 class FiltrationConfig:
-    """The ``filtration`` section."""
+    """The ``filtration`` section. ``methods``: the annotation methods whose masks are filtered (all by default);
+    with several, ``fusion: max_clip`` keeps each generated image's best mask by CLIP score (X-Paste), since without
+    fusion an image would enter the pool once per method."""
 
     real: DatasetSplit  # where the real training instances are
     clip: ClipChoice = field(default_factory=ClipChoice)
@@ -59,6 +100,8 @@ class FiltrationConfig:
     clip_score: ClipScoreFilter = field(default_factory=ClipScoreFilter)
     inter_similarity: InterSimilarityFilter = field(default_factory=InterSimilarityFilter)
     methods: list[str] | None = None
+    fusion: Literal["none", "max_clip"] = "none"
+    pool: PoolComposition = field(default_factory=PoolComposition)
     annotation_dir: Path | None = None
     generation_dir: Path | None = None
     batch_size: int = 32

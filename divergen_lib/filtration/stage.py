@@ -46,7 +46,9 @@ from ..formats import (
     write_png,
 )
 from ..generation.layout import GenerationLayout
+from .composition import NOT_DRAWN, compose_pool, source_kind
 from .config import FiltrationConfig
+from .fusion import FUSED, max_clip
 from .layout import FiltrationLayout
 from .pool import rgba_crop
 from .rules import category_mean, clip_score, inter_similarity, xpaste_keep
@@ -120,7 +122,7 @@ class _Scorer:
             triples = zip(images, masks, sources, strict=True)
             return self.clip.encode_images([generated_instance(i, m, background, src) for i, m, src in triples])
 
-        if self.cfg.clip_score.apply_to != "none":
+        if scores_clip(self.cfg):
             texts = np.stack([self.texts[r["category_id"]] for r in batch])
             scores = clip_score(embed(tuple(self.cfg.clip_score.background)), texts)
             for row, score in zip(rows, scores, strict=True):
@@ -134,16 +136,29 @@ class _Scorer:
         return rows
 
 
+def scores_clip(cfg: FiltrationConfig) -> bool:
+    """Whether instances get a CLIP score: for X-Paste's rule, or to pick each image's best mask (max-CLIP)."""
+    return cfg.clip_score.apply_to != "none" or cfg.fusion == FUSED
+
+
 def decide(rows: list[dict[str, Any]], cfg: FiltrationConfig) -> list[dict[str, Any]]:
-    """Keep/drop every scored instance with the reason, by the enabled rules (see :mod:`.rules`)."""
+    """Keep/drop every scored instance with the reason: max-CLIP fusion when asked, then the enabled rules (see
+    :mod:`.fusion`, :mod:`.rules`). X-Paste's bar is per method, generator and category; fused, per generator and
+    category over all methods."""
     cs, sim = cfg.clip_score, cfg.inter_similarity
     reasons: dict[str, list[str]] = {r["annotation_id"]: [] for r in rows}
+    judged = rows
+    if cfg.fusion == FUSED:
+        judged, losers = max_clip(rows)
+        for annotation_id, why in losers.items():
+            reasons[annotation_id].append(why)
     has_real = {r["category_id"]: r.get("inter_similarity") is not None for r in rows}
-    by_category: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    for r in rows:
+    by_category: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in judged:
         judged_by_clip = cs.apply_to == "all" or (cs.apply_to == "without_real" and not has_real[r["category_id"]])
         if judged_by_clip:
-            by_category[(r["method"], r["model"], r["category_id"])].append(r)
+            method = FUSED if cfg.fusion == FUSED else r["method"]
+            by_category[(method, r["model"], r["category_id"])].append(r)
         if sim.enabled:
             if r.get("inter_similarity") is None:
                 if sim.without_real == "drop":
@@ -158,13 +173,34 @@ def decide(rows: list[dict[str, Any]], cfg: FiltrationConfig) -> list[dict[str, 
         ):
             if reason:
                 reasons[m["annotation_id"]].append(reason)
+    fused_from = {r["annotation_id"]: r["fused_from"] for r in judged if "fused_from" in r}
     decided = []
     for r in rows:
         why = reasons[r["annotation_id"]]
-        decided.append(
-            {**{k: v for k, v in r.items() if k != "rle"}, "keep": not why, "reason": "; ".join(why) or None}
-        )
+        row = {k: v for k, v in r.items() if k != "rle"}
+        if r["annotation_id"] in fused_from:
+            row["fused_from"] = fused_from[r["annotation_id"]]
+        decided.append({**row, "keep": not why, "reason": "; ".join(why) or None})
     return decided
+
+
+def check_selection(annotated: list[dict[str, Any]], cfg: FiltrationConfig) -> None:
+    """One line for a selection that would pool an image once per method, or a quota naming no known source."""
+    methods = list(dict.fromkeys(r["method"] for r in annotated))
+    if len(methods) > 1 and cfg.fusion != FUSED:
+        raise ConfigError(
+            f"filtration: the masks of annotation methods {methods} would each enter the pool, so every image once "
+            "per method: set filtration.methods to one of them, or filtration.fusion: max_clip to keep each image's "
+            "best mask by CLIP score (X-Paste)"
+        )
+    sources = set(r["model"] for r in annotated)
+    for quota in cfg.pool.quotas:
+        unknown = sorted(set(quota.generators or ()) - sources)
+        if unknown:
+            raise ConfigError(
+                f"filtration.pool quota {quota.name}: generators {unknown} made none of the annotated images "
+                f"(they come from {sorted(sources)})"
+            )
 
 
 class _PoolWriter:
@@ -193,7 +229,7 @@ class _Digests:
         )
         self.score_parts = (
             self.clip,
-            None if cs.apply_to == "none" else (cs.template, cs.background),
+            (cs.template, cs.background) if scores_clip(cfg) else None,
             self.real_means if sim.enabled else None,
         )
 
@@ -223,6 +259,7 @@ def run(config: Config) -> FiltrationRun:
             for r in read_manifest(annotations.manifest)
             if r["status"] == "ok" and (cfg.methods is None or r["method"] in cfg.methods)
         ]
+        check_selection(annotated, cfg)
         clip = configured_clip(cfg.clip, cfg.toy_clip, cfg.real.annotations.parent, config.clip_cache_dir, device)
         ids = sorted(names)
         texts = dict(
@@ -266,6 +303,10 @@ def run(config: Config) -> FiltrationRun:
         scored = [scores[r["id"]] for r in annotated]
         errors = [r for r in scored if r.get("status") == "error"]
         decided = decide([r for r in scored if r.get("status") != "error"], cfg)
+        left_out = compose_pool(decided, cfg.pool, config.common.seed if cfg.pool.seed is None else cfg.pool.seed)
+        for r in decided:
+            if r["annotation_id"] in left_out:
+                r.update(keep=False, reason=left_out[r["annotation_id"]])
         decided += [{"annotation_id": r["id"], "keep": False, "reason": r["reason"], "status": "error"} for r in errors]
 
         index = category_index(categories)
@@ -295,25 +336,28 @@ def run(config: Config) -> FiltrationRun:
 
 
 def summarize(run_: FiltrationRun) -> list[dict[str, Any]]:
-    """Per generator and prompt source: instances scored, kept, and the main drop reasons."""
+    """Per generator and prompt source: masks scored, kept, and the drop reasons (max-CLIP and the pool's
+    composition only where they left something out); ``kept`` is what entered the pool."""
     rows = [r for r in run_.rows or [] if "model" in r]
+    counted = {
+        "dropped: max-CLIP": "max-CLIP:",
+        "dropped: inter-similarity": "inter-similarity",
+        "dropped: CLIP score": "CLIP score",
+        "dropped: area": "area",
+        "passed, not drawn for the pool": NOT_DRAWN,
+    }
+    optional = {"dropped: max-CLIP", "passed, not drawn for the pool"}
+    shown = [k for k, text in counted.items() if k not in optional or any(text in (r["reason"] or "") for r in rows)]
     table = []
     for model in dict.fromkeys(r["model"] for r in rows):
         for source in dict.fromkeys(r["prompt_source"] for r in rows):
             mine = [r for r in rows if r["model"] == model and r["prompt_source"] == source]
             if mine:
                 reasons = [r["reason"] or "" for r in mine]
-                table.append(
-                    {
-                        "generator": model,
-                        "prompt source": source,
-                        "instances": len(mine),
-                        "kept": sum(r["keep"] for r in mine),
-                        "dropped: inter-similarity": sum("inter-similarity" in x for x in reasons),
-                        "dropped: CLIP score": sum("CLIP score" in x for x in reasons),
-                        "dropped: area": sum("area" in x for x in reasons),
-                    }
-                )
+                entry = {"generator": model, "kind": source_kind(mine[0]), "prompt source": source}
+                entry |= {"masks": len(mine), "kept": sum(r["keep"] for r in mine)}
+                entry |= {k: sum(counted[k] in x for x in reasons) for k in shown}
+                table.append(entry)
     return table
 
 
