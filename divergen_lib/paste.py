@@ -25,7 +25,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from .formats import mask_to_rle, rle_bbox, rle_to_mask, segmentation_to_rle
+from .formats import AreaPrior, mask_to_rle, rle_bbox, rle_to_mask, segmentation_to_rle
 
 KEEP_SHIFT_PX = 10
 KEEP_AREA_PX = 300
@@ -45,8 +45,9 @@ class PasteConfig:
     flip_prob: float = 0.5
 
 
-def area_prior(dataset: dict[str, Any]) -> dict[int, tuple[float, float]]:
-    """Per category: mean and population std of sqrt(box area / image area) over its training annotations."""
+def area_prior(dataset: dict[str, Any]) -> AreaPrior:
+    """Per category: mean and population std of sqrt(box area / image area) over its training annotations (the
+    originals' ``area_mean_std2.json``, :mod:`.formats.area_prior`)."""
     sizes = {img["id"]: img["width"] * img["height"] for img in dataset["images"]}
     values: dict[int, list[float]] = defaultdict(list)
     for ann in dataset["annotations"]:

@@ -15,7 +15,17 @@ import torch
 from divergen_lib.config import load_config
 from divergen_lib.errors import DiskFullError, InputError
 from divergen_lib.evaluation import evaluate_lvis
-from divergen_lib.formats import PoolEntry, mask_bbox, read_instance_pool, read_lvis, write_png
+from divergen_lib.formats import (
+    FormatError,
+    PoolEntry,
+    mask_bbox,
+    read_area_prior,
+    read_instance_pool,
+    read_lvis,
+    write_area_prior,
+    write_png,
+)
+from divergen_lib.paste import area_prior
 from divergen_lib.training import checkpoints, stage
 from divergen_lib.training.checkpoints import load_checkpoint, save_checkpoint
 from divergen_lib.training.classes import ClassMap, build_class_map
@@ -79,6 +89,23 @@ def test_pool_crops_read_star_crops_pairs_and_raw_rgba_cut_to_the_object(tmp_pat
     assert crops[1][..., 3].min() == 255
 
 
+def test_pool_pairs_and_raw_rgba_are_binarised_above_128_as_the_originals(tmp_path):
+    """A soft mask (an annotator's 0..255 saliency, a resized alpha): only values > 128 are the object, so the
+    faint halo around the object is neither cut out nor pasted."""
+    image = np.full((20, 30, 3), 90, np.uint8)
+    mask = np.zeros((20, 30), np.uint8)
+    mask[2:18, 3:27] = 128  # a halo at exactly the threshold: background
+    mask[5:9, 10:17] = 129
+    write_png(image, tmp_path / "image.png")
+    write_png(mask, tmp_path / "mask.png")
+    write_png(np.dstack([image, mask]), tmp_path / "raw.png")
+    crops = PoolCrops(
+        [PoolEntry(str(tmp_path / "image.png"), str(tmp_path / "mask.png")), PoolEntry(str(tmp_path / "raw.png"))]
+    )
+    for crop in (crops[0], crops[1]):
+        assert crop.shape == (4, 7, 4) and crop[..., 3].min() == 255
+
+
 def test_repeat_factors_follow_lvis_formula():
     images = [{"id": i} for i in range(10)]
     anns = [{"image_id": i, "category_id": 1} for i in range(10)] + [{"image_id": 0, "category_id": 2}]
@@ -126,6 +153,21 @@ def test_training_sample_boxes_are_tight_and_pastes_are_marked(pool_world):
         pasted += int(sample.pasted.sum())
         assert set(sample.classes[sample.pasted]) <= {0, 1, inputs.classes.num_classes - 1}
     assert pasted > 0
+
+
+def test_the_originals_area_prior_file_sizes_the_pastes_when_given(pool_world, tmp_path):
+    world, root = pool_world
+    cids = [c["id"] for c in read_lvis(world.json_path("train"))["categories"]][:2]
+    write_area_prior({cids[0]: (0.25, 0.0), cids[1]: (0.1, 0.01)}, tmp_path / "area_mean_std2.json")
+    given = smoke_training(
+        root / "out", world, *pool_runs(root), f"training.area_prior={tmp_path / 'area_mean_std2.json'}"
+    )
+    inputs = run_inputs(given.section("training"), given.section("training").runs[0], 0)
+    assert inputs.paste is not None and inputs.paste.prior == {cids[0]: (0.25, 0.0), cids[1]: (0.1, 0.01)}
+    (tmp_path / "bad.json").write_text(json.dumps({str(cids[0]): [0.2]}))
+    bad = smoke_training(root / "out", world, *pool_runs(root), f"training.area_prior={tmp_path / 'bad.json'}")
+    with pytest.raises(FormatError, match=r"bad.json: entry '\d+': \[0.2\] is not \[mean, std\]"):
+        run_inputs(bad.section("training"), bad.section("training").runs[0], 0)
 
 
 # -- truncation --------------------------------------------------------------------------------------------------
@@ -297,6 +339,8 @@ def test_a_trained_run_refuses_other_settings_and_keeps_its_run_json(trained):
 
     config, output = trained
     cfg = config.section("training")
+    # the prior the pastes were sized by, in the originals' area_mean_std2.json layout
+    assert read_area_prior(output.layout.area_prior) == area_prior(read_lvis(cfg.train.annotations))
     before = (output.out_dir / "run.json").read_bytes()
     other = replace(cfg, solver=replace(cfg.solver, lr=cfg.solver.lr * 2))
     with pytest.raises(

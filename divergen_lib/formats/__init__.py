@@ -1,5 +1,7 @@
-"""Shared file formats: atomic writes, COCO RLE masks, LVIS json, JSONL manifests, the instance-pool json."""
+"""Shared file formats: atomic writes, COCO RLE masks, LVIS json, JSONL manifests, the instance-pool json, the area
+prior json."""
 
+from .area_prior import AreaPrior, read_area_prior, write_area_prior
 from .atomic import (
     atomic_open,
     atomic_write_bytes,
@@ -37,6 +39,9 @@ from .results import MAX_DETS, check_results, detections_to_results, read_result
 
 __all__ = [
     "MAX_DETS",
+    "AreaPrior",
+    "read_area_prior",
+    "write_area_prior",
     "FormatError",
     "annotation_mask",
     "image_file",

@@ -132,13 +132,16 @@ class TrainingReport:
 @dataclass(frozen=True)
 class TrainingConfig:
     """The ``training`` section. ``categories``: the category metadata the pools' indices refer to (targets and
-    extras, e.g. ``generation/categories.json``); without it the training json's categories."""
+    extras, e.g. ``generation/categories.json``); without it the training json's categories. ``area_prior``: the
+    originals' ``area_mean_std2.json`` (:mod:`..formats.area_prior`) to size pasted instances by; without it the prior
+    is computed from the training json."""
 
     train: DatasetSplit
     val: DatasetSplit
     runs: list[RunSpec] = field(default_factory=list)
     engine: Annotated[str, Choice(ENGINES)] = "torchvision"
     categories: Path | None = None
+    area_prior: Path | None = None
     model: TorchvisionModel = field(default_factory=TorchvisionModel)
     solver: Solver = field(default_factory=Solver)
     paste: PasteConfig = field(default_factory=PasteConfig)

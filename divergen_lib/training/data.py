@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from ..errors import InputError
 from ..filtration.pool import rgba_crop
-from ..formats import PoolEntry, annotation_mask, check_same_size, image_file, mask_bbox, read_image
+from ..formats import AreaPrior, PoolEntry, annotation_mask, check_same_size, image_file, mask_bbox, read_image
 from ..formats.images import read_image_and_alpha
 from ..paste import PasteConfig, paste_instances
 from .classes import ClassMap
@@ -44,6 +44,8 @@ class Sample:
 POOL_CROP_MAX_PIXELS = 4096 * 4096
 """The most pixels of a pool image or mask: a crop holds one instance, and a larger one makes every paste of it slow
 (raise ``divergen_lib.training.data.POOL_CROP_MAX_PIXELS`` to allow larger ones)."""
+OBJECT_THRESHOLD = 128
+"""A pair's mask or a raw file's alpha marks the object above this value (DiverGen's and X-Paste's ``_load_RGBA``)."""
 
 
 class PoolCrops(Sequence[np.ndarray]):
@@ -64,14 +66,15 @@ class PoolCrops(Sequence[np.ndarray]):
 
 
 def read_pool_crop(entry: PoolEntry) -> np.ndarray:
-    """An entry's RGBA crop: a ``*`` crop as it is, an ``image|mask`` pair or a raw RGBA file cut to the largest
-    component's tight box. A file over :data:`POOL_CROP_MAX_PIXELS`, a mask of another size than its image, a ``*``
-    or raw file without alpha (it would be pasted as a rectangle) or without an opaque pixel raise InputError."""
+    """An entry's RGBA crop: a ``*`` crop as it is, an ``image|mask`` pair or a raw RGBA file binarised at
+    :data:`OBJECT_THRESHOLD` and cut to the largest component's tight box. A file over :data:`POOL_CROP_MAX_PIXELS`,
+    a mask of another size than its image, a ``*`` or raw file without alpha (it would be pasted as a rectangle) or
+    without an opaque pixel raise InputError."""
     if entry.mask_path is not None:
         image = read_image(entry.path, max_pixels=POOL_CROP_MAX_PIXELS)
         mask = read_image(entry.mask_path, "L", max_pixels=POOL_CROP_MAX_PIXELS)
         check_same_size(mask, image, f"mask {entry.mask_path}", f"image {entry.path}")
-        return rgba_crop(image, mask > 0, entry.mask_path)
+        return rgba_crop(image, mask > OBJECT_THRESHOLD, entry.mask_path)
     rgba, has_alpha = read_image_and_alpha(entry.path, "RGBA", max_pixels=POOL_CROP_MAX_PIXELS)
     if not has_alpha:
         raise InputError(
@@ -79,7 +82,7 @@ def read_pool_crop(entry: PoolEntry) -> np.ndarray:
             "'image|mask' pair)"
         )
     if not entry.preprocessed:
-        return rgba_crop(rgba[..., :3], rgba[..., 3] > 0, entry.path)
+        return rgba_crop(rgba[..., :3], rgba[..., 3] > OBJECT_THRESHOLD, entry.path)
     if not rgba[..., 3].any():
         raise InputError(f"{entry.path}: fully transparent (alpha 0 everywhere): nothing to paste")
     return rgba
@@ -90,7 +93,7 @@ class PasteSource:
     """What a run pastes: RGBA crops per category id, the area prior, and the paste settings."""
 
     crops: Mapping[int, Sequence[np.ndarray]]
-    prior: dict[int, tuple[float, float]]
+    prior: AreaPrior
     config: PasteConfig
 
 

@@ -11,7 +11,8 @@ RUN_JSON = "run.json"  # a run's settings: the file that makes a folder a run
 @dataclass(frozen=True)
 class RunLayout:
     """One run's folder: ``run.json`` (its settings; later stages read the run from it), ``classes.json`` (its
-    classifier's categories), ``loss.jsonl``, ``last.pth`` (resumable), ``model_final.pth`` and, when it trained
+    classifier's categories), ``area_prior.json`` (what a run with pastes sized them by, in the originals' layout),
+    ``loss.jsonl``, ``last.pth`` (resumable), ``model_final.pth`` and, when it trained
     extra categories, ``model_final_truncated.pth`` with the target rows only. An engine may keep its own state in
     a subfolder (:meth:`engine_dir`)."""
 
@@ -28,6 +29,10 @@ class RunLayout:
     @property
     def classes(self) -> Path:
         return self.root / "classes.json"
+
+    @property
+    def area_prior(self) -> Path:
+        return self.root / "area_prior.json"
 
     @property
     def loss_log(self) -> Path:

@@ -11,7 +11,7 @@ import numpy as np
 from ..categories import read_category_metadata
 from ..config import DatasetSplit
 from ..errors import InputError
-from ..formats import PoolEntry, image_file, read_instance_pool, read_lvis, resolve_pool_paths
+from ..formats import PoolEntry, image_file, read_area_prior, read_instance_pool, read_lvis, resolve_pool_paths
 from ..paste import area_prior
 from .classes import build_class_map, pool_by_category
 from .config import RunSpec, TrainingConfig
@@ -36,7 +36,8 @@ def run_inputs(cfg: TrainingConfig, spec: RunSpec, profile_seed: int) -> RunInpu
         by_category = pool_by_category(pool, metadata or train["categories"], classes, pool_name)
         _check_pool_files_exist(by_category, pool_name)
         crops = {cid: PoolCrops(entries, f"{pool_name}: category {cid}") for cid, entries in by_category.items()}
-        paste = PasteSource(crops, area_prior(train), cfg.paste)
+        prior = read_area_prior(cfg.area_prior) if cfg.area_prior else area_prior(train)
+        paste = PasteSource(crops, prior, cfg.paste)
     return RunInputs(train, classes, paste, spec.seed if spec.seed is not None else profile_seed)
 
 

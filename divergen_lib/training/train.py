@@ -10,7 +10,7 @@ from ..config import method_values
 from ..distributed import dist_info
 from ..errors import InputError
 from ..folder_lock import folder_lock
-from ..formats import read_json, write_json
+from ..formats import read_json, write_area_prior, write_json
 from .classes import write_class_map
 from .config import RunSpec, TrainingConfig
 from .engines import ENGINES
@@ -36,6 +36,8 @@ def _train_run(cfg: TrainingConfig, spec: RunSpec, run: RunLayout, profile_seed:
     if dist_info().is_main:
         write_class_map(inputs.classes, run.classes)
         write_json(run_json, run.run_json)
+        if inputs.paste is not None:
+            write_area_prior(inputs.paste.prior, run.area_prior)
     final = ENGINES.get(cfg.engine).train(cfg, inputs, run, device)
     output = RunOutput(spec.name, run.root, inputs.classes, final, cfg, spec.pool)
     if inputs.classes.has_extras and dist_info().is_main and not output.eval_checkpoint.is_file():
