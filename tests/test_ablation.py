@@ -7,7 +7,7 @@ import pytest
 
 from divergen_lib.ablation import report
 from divergen_lib.ablation.config import Claim, Setting
-from divergen_lib.ablation.data import RealSets, coverage
+from divergen_lib.ablation.data import RealSets, coverage, unavailable_settings
 from divergen_lib.ablation.stage import tasks, variants
 from divergen_lib.analysis.stage import EmbeddedSet
 from divergen_lib.config import ConfigError, load_config
@@ -46,6 +46,30 @@ def test_profile_has_every_setting_of_the_issue_and_three_seeds():
     assert len({t.out_dir for t in runs}) == len(runs)
     baseline = next(t for t in runs if t.setting == "baseline")
     assert baseline.spec.pool is None and baseline.training.categories is None
+
+
+def test_the_annotation_ablation_fuses_segmenters_by_max_clip_on_the_same_images():
+    """DiverGen's annotation ablation (max CLIP vs one segmenter) and the IS-Net row: the same generated images,
+    annotated by both methods and fused by max-CLIP in the filtration; left out with the reason where the IS-Net
+    weights are absent."""
+    config = load_config(ABLATION)
+    sections = variants(config)
+    fused, isnet, full = sections["max_clip"], sections["isnet_masks"], sections["divergen_1x"]
+    assert fused.dirs["generation"] == isnet.dirs["generation"] == full.dirs["generation"]
+    assert [m.name for m in fused.annotation.methods] == ["fallback_grabcut", "isnet"]
+    assert fused.filtration.fusion == "max_clip" and fused.filtration.methods == ["fallback_grabcut", "isnet"]
+    assert full.filtration.fusion == "none" and [m.method for m in isnet.annotation.methods] == ["salient_onnx"]
+    gone = "annotation.methods=[{name: fallback_grabcut, method: border_fallback}, {name: isnet, method: salient_onnx, "
+    gone += "checkpoint: /nonexistent/isnet.onnx, optional: true}, {name: true_mask, method: true_mask}]"
+    absent = load_config(ABLATION, [gone])
+    skipped = unavailable_settings(absent, absent.section("ablation").settings)
+    assert set(skipped) == {"max_clip", "isnet_masks"} and "/nonexistent/isnet.onnx are missing" in skipped["max_clip"]
+    if (REPO_ROOT.parent / "shared" / "models" / "isnet_quint8.onnx").is_file():
+        assert not unavailable_settings(config, config.section("ablation").settings)
+    with pytest.raises(ConfigError, match="max_clip fuses two or more annotation methods"):
+        load_config(
+            ABLATION, ["ablation.settings=[{name: a, label: a, data: {max_clip: [isnet]}}]", "ablation.claims=[]"]
+        )
 
 
 def test_bad_settings_are_one_clear_error(tmp_path):

@@ -20,14 +20,17 @@ class DataVariant:
     diversity at 1x). ``scale`` multiplies ``generation.images_per_category`` (images per category over all the
     variant's ``models``; all of them when left out); ``include_extra``: category diversity;
     ``attribute_prompts``: prompt diversity (else the template prompt only); ``annotation``: the method of
-    ``annotation.methods`` to use (default the first); ``filtration``: ``divergen`` is the ``filtration`` section
-    as given, ``clip_score`` X-Paste's CLIP score rule for every category, ``none`` keeps every mask."""
+    ``annotation.methods`` to use (default the first), or ``max_clip``: two or more of them whose masks are fused by
+    max CLIP (X-Paste; DiverGen's annotation ablation compares it with SAM); ``filtration``: ``divergen`` is the
+    ``filtration`` section as given, ``clip_score`` X-Paste's CLIP score rule for every category, ``none`` keeps every
+    mask."""
 
     scale: int = 1
     include_extra: bool = True
     attribute_prompts: bool = True
     models: list[str] | None = None
     annotation: str | None = None
+    max_clip: list[str] | None = None
     filtration: Literal["divergen", "clip_score", "none"] = "divergen"
 
     def __post_init__(self) -> None:
@@ -35,6 +38,8 @@ class DataVariant:
             raise ValueError("scale must be >= 1")
         if self.models is not None and not self.models:
             raise ValueError("models is empty (leave it out to use every model of the generation section)")
+        if self.max_clip is not None and (len(self.max_clip) < 2 or self.annotation is not None):
+            raise ValueError("max_clip fuses two or more annotation methods, and takes the place of annotation")
 
 
 @dataclass(frozen=True)

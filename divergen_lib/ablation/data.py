@@ -25,7 +25,7 @@ from ..generation.config import GenerationConfig
 from ..generation.layout import GenerationLayout
 from ..registry import load_target
 from ..stages import stage_of_section
-from .config import CoverageSettings, DataVariant
+from .config import CoverageSettings, DataVariant, Setting
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,20 @@ def _by_name(items: list[Any], names: list[str], what: str) -> list[Any]:
     return [known[n] for n in names]
 
 
+def unavailable_settings(config: Config, settings: list[Setting]) -> dict[str, str]:
+    """Setting name -> why it cannot run here: it uses an ``optional`` annotation method whose weights are missing
+    (e.g. the real IS-Net of ``../shared/models`` on a clone elsewhere)."""
+    missing = {m.name: m.checkpoint for m in config.section("annotation").methods if m.optional and m.missing_weights}
+    out = {}
+    for setting in settings:
+        data = setting.data
+        used = [] if data is None else data.max_clip or [data.annotation]
+        absent = [n for n in used if n in missing]
+        if absent:
+            out[setting.name] = f"annotation method {absent[0]}'s weights {missing[absent[0]]} are missing"
+    return out
+
+
 def variant_sections(config: Config, variant: DataVariant, data_root: Path) -> VariantSections:
     """The variant's generation, annotation and filtration sections, each pointing at its input folders."""
     gen: GenerationConfig = config.section("generation")
@@ -72,7 +86,10 @@ def variant_sections(config: Config, variant: DataVariant, data_root: Path) -> V
         categories = replace(categories, imagenet_extras=0)
     per_model = max(1, gen.images_per_category * variant.scale // len(models))
     gen = replace(gen, categories=categories, prompts=prompts, models=models, images_per_category=per_model)
-    method = ann.methods[0] if variant.annotation is None else _by_name(ann.methods, [variant.annotation], "method")[0]
+    methods = [ann.methods[0]] if variant.annotation is None else _by_name(ann.methods, [variant.annotation], "method")
+    if variant.max_clip is not None:
+        methods = _by_name(ann.methods, variant.max_clip, "max_clip methods")
+        filt = replace(filt, fusion="max_clip")
     if variant.filtration != "divergen":
         filt = replace(
             filt,
@@ -80,9 +97,9 @@ def variant_sections(config: Config, variant: DataVariant, data_root: Path) -> V
             clip_score=replace(filt.clip_score, apply_to="all" if variant.filtration == "clip_score" else "none"),
         )
     gen_dir = data_root / f"generation-{_digest(gen)}"
-    ann = replace(ann, methods=[method], generation_dir=gen_dir)
+    ann = replace(ann, methods=methods, generation_dir=gen_dir)
     ann_dir = data_root / f"annotation-{_digest(ann)}"
-    filt = replace(filt, methods=[method.name], generation_dir=gen_dir, annotation_dir=ann_dir)
+    filt = replace(filt, methods=[m.name for m in methods], generation_dir=gen_dir, annotation_dir=ann_dir)
     dirs = {"generation": gen_dir, "annotation": ann_dir, "filtration": data_root / f"filtration-{_digest(filt)}"}
     return VariantSections(gen, ann, filt, dirs)
 

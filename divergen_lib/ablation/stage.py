@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,10 +24,21 @@ from ..progress import progress
 from ..training.config import RunSpec, TrainingConfig
 from ..training.layout import RunLayout
 from .config import AblationConfig
-from .data import VariantSections, coverage, kept_set, pool_statistics, prepare, real_sets, variant_sections
+from .data import (
+    VariantSections,
+    coverage,
+    kept_set,
+    pool_statistics,
+    prepare,
+    real_sets,
+    unavailable_settings,
+    variant_sections,
+)
 from .layout import AblationLayout
 from .report import aggregate, check_claims, claims_markdown, table_markdown, verdict_counts, write_readme_block
 from .runs import RunTask, run_tasks
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,9 +110,23 @@ def tasks(config: Config, sections: dict[str, VariantSections]) -> list[RunTask]
     return out
 
 
+def _without_unavailable(config: Config) -> Config:
+    """The config without the settings that cannot run here (one warning each) and the claims naming them."""
+    cfg: AblationConfig = config.section("ablation")
+    skipped = unavailable_settings(config, cfg.settings)
+    for name, why in skipped.items():
+        log.warning("ablation: setting %s left out: %s", name, why)
+    if not skipped:
+        return config
+    settings = [s for s in cfg.settings if s.name not in skipped]
+    claims = [c for c in cfg.claims if c.better not in skipped and c.worse not in skipped]
+    return replace(config, sections={**config.sections, "ablation": replace(cfg, settings=settings, claims=claims)})
+
+
 def run(config: Config) -> AblationRun:
     """Data, runs and report of every setting (reusing whatever an earlier invocation finished)."""
     require_single_process("the ablate stage")
+    config = _without_unavailable(config)
     cfg: AblationConfig = config.section("ablation")
     out_dir = config.stage_dir("ablation")
     start = time.perf_counter()
