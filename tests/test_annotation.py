@@ -69,7 +69,7 @@ def flat_generations(world, n_categories=8):
 def test_fallback_reaches_miou_09_on_plain_background_toy_generations(smoke_world):
     annotator = build_annotator(AnnotatorConfig(name="fb", method="border_fallback"))
     outputs = flat_generations(smoke_world)
-    masks = annotator.raw_masks([o.image for o in outputs])
+    masks = annotator.raw_masks([o.image for o in outputs], ["toy_object"] * len(outputs))
     ious = [mask_iou(postprocess(m, PostprocessConfig())[0], o.mask) for m, o in zip(masks, outputs, strict=True)]
     assert len(ious) == 32 and np.mean(ious) >= 0.9
 
@@ -78,7 +78,7 @@ def test_fallback_finds_an_object_cut_by_the_image_border():
     image = np.full((64, 64, 3), 255, np.uint8)
     image[20:50, :30] = (200, 30, 120)  # touches the left border
     mask = build_annotator(AnnotatorConfig(name="fb", method="border_fallback", options={"refine": "none"})).raw_masks(
-        [image]
+        [image], ["toy_object"]
     )[0]
     truth = np.zeros((64, 64), bool)
     truth[20:50, :30] = True

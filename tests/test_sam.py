@@ -53,6 +53,7 @@ IMAGES = [
     toy_image(100, 120, (250, 200, 0), 5),
     toy_image(90, 90, (10, 100, 200), 6),
 ]
+NAMES = ["toy_object"] * len(IMAGES)  # SAM takes no text; the category names go unused
 
 
 @pytest.fixture(scope="module")
@@ -127,33 +128,33 @@ def test_registry_and_paper_defaults():
 
 def test_shapes_dtypes_determinism(checkpoint):
     annotator = make(checkpoint, batch_size=4)
-    masks = annotator.raw_masks(IMAGES)
+    masks = annotator.raw_masks(IMAGES, NAMES)
     assert len(masks) == len(IMAGES)
     for mask, image in zip(masks, IMAGES, strict=True):
         assert mask.dtype == np.bool_ and mask.shape == image.shape[:2]
         assert 0 < mask.mean() < 1  # random weights, but not a constant mask
-    assert all(np.array_equal(a, b) for a, b in zip(masks, annotator.raw_masks(IMAGES), strict=True))
-    assert annotator.raw_masks([]) == []
+    assert all(np.array_equal(a, b) for a, b in zip(masks, annotator.raw_masks(IMAGES, NAMES), strict=True))
+    assert annotator.raw_masks([], []) == []
     with pytest.raises(ValueError, match="uint8 HxWx3"):
-        annotator.raw_masks([IMAGES[0][..., 0]])
+        annotator.raw_masks([IMAGES[0][..., 0]], NAMES[:1])
 
 
 @pytest.mark.parametrize("choice", [0, 1, 2])
 def test_background_is_the_inverted_predictor_mask(checkpoint, choice):
     annotator = make(checkpoint, mask_choice=choice)
-    for image, mask in zip(IMAGES, annotator.raw_masks(IMAGES), strict=True):
+    for image, mask in zip(IMAGES, annotator.raw_masks(IMAGES, NAMES), strict=True):
         logits, _ = predictor_outputs(annotator.model, image, corner_points(*image.shape[:2], 0))
         assert np.array_equal(mask, ~(logits[choice] > 0))
 
 
 def test_the_three_outputs_differ(checkpoint):
-    by_choice = [make(checkpoint, mask_choice=c).raw_masks(IMAGES[:1])[0] for c in (0, 1, 2)]
+    by_choice = [make(checkpoint, mask_choice=c).raw_masks(IMAGES[:1], NAMES[:1])[0] for c in (0, 1, 2)]
     assert not np.array_equal(by_choice[0], by_choice[1]) and not np.array_equal(by_choice[1], by_choice[2])
 
 
 def test_best_score_picks_the_highest_predicted_iou(checkpoint):
-    best = make(checkpoint, mask_choice="best_score").raw_masks(IMAGES)
-    index2 = make(checkpoint, mask_choice=2).raw_masks(IMAGES)
+    best = make(checkpoint, mask_choice="best_score").raw_masks(IMAGES, NAMES)
+    index2 = make(checkpoint, mask_choice=2).raw_masks(IMAGES, NAMES)
     model = make(checkpoint).model
     picks = []
     for image, mask, mask2 in zip(IMAGES, best, index2, strict=True):
@@ -173,7 +174,7 @@ def test_corner_prompts_are_xy_with_margin_on_every_corner(checkpoint):
     annotator = make(checkpoint, corner_margin=3)
     spy = PromptSpy(annotator.model)
     image = IMAGES[1]  # 48x80: resized to 38x64 (SAM's ResizeLongestSide, long side 64)
-    mask = annotator.raw_masks([image])[0]
+    mask = annotator.raw_masks([image], NAMES[:1])[0]
     coords, labels = spy.points[0]
     expected = np.array([[3, 3], [76, 3], [3, 44], [76, 44]]) * np.array([64 / 80, 38 / 48])
     np.testing.assert_allclose(coords[0], expected, rtol=1e-6)
@@ -189,7 +190,7 @@ def test_foreground_uses_the_centre_and_is_not_inverted(checkpoint):
     assert isinstance(annotator, SamForegroundAnnotator)
     assert centre_point(48, 80).tolist() == [[39.5, 23.5]]
     spy = PromptSpy(annotator.model)
-    masks = annotator.raw_masks(IMAGES)
+    masks = annotator.raw_masks(IMAGES, NAMES)
     coords, labels = spy.points[1]
     np.testing.assert_allclose(coords[0], [[39.5 * 64 / 80, 23.5 * 38 / 48]], rtol=1e-6)
     assert labels.tolist() == [[1]]
@@ -202,7 +203,7 @@ def test_foreground_uses_the_centre_and_is_not_inverted(checkpoint):
 def test_batched_encoder_matches_one_at_a_time(checkpoint, batch_size):
     single = make(checkpoint, batch_size=1)
     batched = make(checkpoint, batch_size=batch_size)
-    for image, one, many in zip(IMAGES, single.raw_masks(IMAGES), batched.raw_masks(IMAGES), strict=True):
+    for image, one, many in zip(IMAGES, single.raw_masks(IMAGES, NAMES), batched.raw_masks(IMAGES, NAMES), strict=True):
         logits, _ = predictor_outputs(single.model, image, corner_points(*image.shape[:2], 0))
         assert np.all(np.abs(logits[2][one != many]) <= LOGIT_TOLERANCE)
     records = [batched._record(image) for image in IMAGES[:batch_size]]

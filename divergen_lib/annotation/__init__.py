@@ -1,4 +1,5 @@
-"""Instance annotation: object masks for generated images (SAM-background, SAM-foreground, a weight-free fallback)."""
+"""Instance annotation: object masks for generated images (SAM-background, SAM-foreground, CLIPSeg, salient-object
+ONNX exports such as IS-Net, a weight-free fallback)."""
 
 from .base import ANNOTATORS, Annotator, AnnotatorConfig, annotator_class, build_annotator
 

@@ -76,7 +76,7 @@ class BorderFallbackAnnotator:
     def __init__(self, config: AnnotatorConfig, device: str = "cpu") -> None:
         self.options = parse_options(FallbackOptions, config.options, f"annotation method {config.name} options")
 
-    def raw_masks(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def raw_masks(self, images: Sequence[np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
         o = self.options
         masks = []
         for image in images:

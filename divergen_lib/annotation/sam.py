@@ -30,7 +30,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from ..config import ConfigError, parse_options
 from ..errors import InputError, unreadable_weights_reason
-from .base import AnnotatorConfig
+from .base import AnnotatorConfig, existing_weights
 
 MaskChoice = Literal[0, 1, 2, "best_score"]
 Autocast = Literal["auto", "float16", "bfloat16", "off"]
@@ -149,11 +149,7 @@ def load_sam(checkpoint: Path | None, model_type: str, device: str | torch.devic
     """
     if model_type not in SAM_SPECS:
         raise ConfigError(f"{where}: unknown model_type {model_type!r} (known: {', '.join(SAM_SPECS)})")
-    if checkpoint is None:
-        raise ConfigError(f"{where}: no checkpoint given (a SAM {model_type} .pth file)")
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise ConfigError(f"{where}: checkpoint not found: {path}")
+    path = existing_weights(checkpoint, where, f"a SAM {model_type} .pth file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load raises anything from KeyError to UnpicklingError on a bad file
@@ -241,8 +237,9 @@ class _SamAnnotator:
         """The positive point prompts, (x, y), shape (N, 2), of an image of this size."""
         raise NotImplementedError
 
-    def raw_masks(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """One boolean H×W object mask per uint8 H×W×3 RGB image; ``config.batch_size`` images per encoder call."""
+    def raw_masks(self, images: Sequence[np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
+        """One boolean H×W object mask per uint8 H×W×3 RGB image (``names`` unused: SAM is prompted with points);
+        ``config.batch_size`` images per encoder call."""
         step = self.config.batch_size
         return [mask for start in range(0, len(images), step) for mask in self._batch(images[start : start + step])]
 

@@ -6,10 +6,15 @@ reason). Where the generator knows the true mask (the toy generator), each row a
 and boundary F-score against it, so annotation quality can be measured per method and per generator. Each row
 records the digest of what made it (the generation row, the method's settings, the post-processing), so a rerun
 after changing any of them, or after the image was remade, redoes exactly those masks.
+
+A method with ``sample`` annotates only that many images, chosen by a seeded hash of each generation id (so the same
+images on every rerun, whatever the order of the manifest); an ``optional`` method whose weights are missing is
+skipped with one warning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +37,8 @@ from .quality import boundary_f_score, mask_iou
 log = logging.getLogger(__name__)
 
 CARRIED = ("category_id", "category_name", "model", "prompt_source", "path", "mask_path")
+# method settings that choose which images a method annotates, not their masks: left out of each mask's digest
+SELECTION_ONLY = ("sample", "optional")
 
 
 @dataclass
@@ -54,9 +61,9 @@ class _BatchAnnotator:
     def __init__(self, annotator: Annotator | None, method: str, cfg: PostprocessConfig, gen_dir: Path) -> None:
         self.annotator, self.method, self.cfg, self.gen_dir = annotator, method, cfg, gen_dir
 
-    def _raw_masks(self, batch: list[dict[str, Any]], images: dict[int, np.ndarray]) -> list[np.ndarray | None]:
+    def _raw_masks(self, batch: list[dict[str, Any]], images: dict[int, np.ndarray]) -> Sequence[np.ndarray | None]:
         if self.annotator is not None:
-            return self.annotator.raw_masks(list(images.values()))
+            return self.annotator.raw_masks(list(images.values()), [batch[k]["category_name"] for k in images])
         return [self._true_mask(batch[k], image) for k, image in images.items()]
 
     def _true_mask(self, row: dict[str, Any], image: np.ndarray) -> np.ndarray | None:
@@ -103,22 +110,41 @@ class _BatchAnnotator:
         return rows
 
 
+def subsample(rows: Sequence[dict[str, Any]], n: int | None, seed: int) -> list[dict[str, Any]]:
+    """``n`` of the generation ``rows`` (all when ``n`` is None), those whose id has the smallest seeded hash, in
+    their manifest order: the same rows whatever that order, and mostly the same when rows are added."""
+    if n is None or n >= len(rows):
+        return list(rows)
+
+    def rank(row: dict[str, Any]) -> str:
+        return hashlib.sha256(f"{seed}|{row['id']}".encode()).hexdigest()
+
+    chosen = {row["id"] for row in sorted(rows, key=rank)[:n]}
+    return [row for row in rows if row["id"] in chosen]
+
+
 def run(config: Config) -> AnnotationRun:
-    """Annotate every generated image with every method; write ``annotation/manifest.jsonl`` (rank 0)."""
+    """Annotate every generated image (or a method's ``sample`` of them) with every method; write
+    ``annotation/manifest.jsonl`` (rank 0)."""
     cfg: AnnotationConfig = config.section("annotation")
     out_dir = config.stage_dir("annotation")
     gen_dir = cfg.generation_dir or config.stage_dir("generation")
     with stage_session(out_dir) as info:
         device = resolve_device(config.common.device, info)
-        items = GenerationLayout(gen_dir).ok_rows()
+        generated = GenerationLayout(gen_dir).ok_rows()
         rows: list[dict[str, Any]] = []
         for method in cfg.methods:
+            if method.optional and method.missing_weights:
+                log.warning("annotation method %s skipped: its weights %s are missing", method.name, method.checkpoint)
+                continue
             name = f"masks.{method.name}"
+            items = subsample(generated, method.sample, config.common.seed)
 
             def id_of(row: dict[str, Any], prefix: str = method.name) -> str:
                 return f"{prefix}-{row['id']}"
 
-            made_by = (output_settings(method), cfg.postprocess)
+            mask_settings = {k: v for k, v in output_settings(method).items() if k not in SELECTION_ONLY}
+            made_by = (mask_settings, cfg.postprocess)
             settings = {id_of(r): settings_digest(r, *made_by) for r in items}
             # a method that cannot load is one clear error here, before anything of it is written
             annotator = build_annotator(method, device) if has_pending(out_dir, name, settings) else None
