@@ -19,6 +19,7 @@ from divergen_lib.toyworld import build_toyworld
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOKE_PARAMS = REPO_ROOT / "params" / "smoke" / "00_toyworld.yaml"
+SMOKE_FILTRATION = REPO_ROOT / "params" / "smoke" / "04_filtration.yaml"
 SMOKE_TRAINING = REPO_ROOT / "params" / "smoke" / "05_training.yaml"
 EXTRA_ID = 1000
 
@@ -71,6 +72,17 @@ def smoke_generation(tmp_path_factory, smoke_world):
 
     overrides = smoke_generation_overrides(tmp_path_factory.mktemp("generation"), smoke_world)
     return stage.run(load_config(REPO_ROOT / "params" / "smoke" / "02_generation.yaml", overrides))
+
+
+@pytest.fixture(scope="session")
+def smoke_toy_clip(tmp_path_factory, smoke_world):
+    """A CLIP cache folder holding the toy CLIP of the smoke filtration params for the smoke world, trained once per
+    test session (copy it to ``<output_dir>/clip``)."""
+    from divergen_lib.clip_models import toy_clip
+
+    cache = tmp_path_factory.mktemp("clip")
+    toy_clip(smoke_world, load_config(SMOKE_FILTRATION).section("filtration").toy_clip, cache)
+    return cache
 
 
 class Interrupted(BaseException):

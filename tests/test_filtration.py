@@ -39,9 +39,9 @@ def config(out, world, annotated, *extra, clip_cache=None):
 
 
 @pytest.fixture(scope="module")
-def filtered(tmp_path_factory, smoke_world, annotated):
+def filtered(tmp_path_factory, smoke_world, annotated, smoke_toy_clip):
     out = tmp_path_factory.mktemp("filtered")
-    return filtration.run(config(out, smoke_world, annotated)), out
+    return filtration.run(config(out, smoke_world, annotated, clip_cache=smoke_toy_clip)), out
 
 
 def test_every_annotated_instance_gets_scores_and_a_decision(filtered, annotated):

@@ -14,7 +14,8 @@ from ..config import ConfigError, DatasetSplit, check_name, check_named_list
 class ClipScoreFilter:
     """X-Paste's CLIP score rule (paper values 21 / 1 / 0.05 / 0.95), applied to ``all`` instances, only to
     categories ``without_real`` training instances (DiverGen's extras), or ``none``. The masked instance is
-    composited on ``background`` (X-Paste: white) and compared with ``template``."""
+    composited on ``background`` (X-Paste: white) and compared with ``template``: X-Paste's ``reseg.py`` scores against
+    ``a photo of {name}`` (the ``xpaste`` profile); the default is the text the toy CLIP is trained with."""
 
     apply_to: Literal["all", "without_real", "none"] = "all"
     min_clip: float = 21.0

@@ -17,6 +17,11 @@ def required_inputs(cfg: TrainingConfig) -> Iterator[Check]:
     yield from path_checks(
         cfg.categories, "category metadata of the pools", "notebook 02 writes generation/categories.json"
     )
+    yield from path_checks(
+        cfg.area_prior,
+        "area prior",
+        "the originals' datasets/metadata/area_mean_std2.json (DiverGen's or X-Paste's checkout)",
+    )
     for run in cfg.runs:
         yield from path_checks(run.pool, f"instance pool of run {run.name}", "notebook 04 writes filtration/pool.json")
     yield from ENGINES.get(cfg.engine).required_inputs(cfg)
