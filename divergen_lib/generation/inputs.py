@@ -1,5 +1,5 @@
 """What the ``generation`` section needs before it runs (preflight): category metadata, WordNet, prompt folders,
-a local LLM and the diffusers weights of every model."""
+a local LLM, the diffusers weights of every model and the folder (and listing) of every external source."""
 
 from __future__ import annotations
 
@@ -56,7 +56,16 @@ def prompt_checks(prompts: Any) -> Iterator[Check]:
         yield from path_checks(prompts.llm_model, "local LLM for prompts", "a Hugging Face causal LM folder", True)
 
 
+def external_checks(sources: list[Any]) -> Iterator[Check]:
+    """The image folder of every external source, and its listing when it has one."""
+    for source in sources:
+        how = "your images, as <folder>/<category>/<file> or listed in a file,category csv / json"
+        yield from path_checks(source.folder, f"image folder of external source {source.name}", how, True)
+        yield from path_checks(source.listing, f"listing of external source {source.name}", how)
+
+
 def required_inputs(cfg: GenerationConfig) -> Iterator[Check]:
     yield from category_checks(cfg.categories)
     yield from prompt_checks(cfg.prompts)
     yield from model_checks(cfg.models)
+    yield from external_checks(cfg.external)

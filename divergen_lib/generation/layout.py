@@ -14,7 +14,8 @@ from ..formats import read_manifest
 class GenerationLayout:
     """``manifest.jsonl`` (one row per image: ``status``, ``path``, ``mask_path`` relative to :attr:`root`),
     ``categories.json`` (the categories generated for, targets then extras), ``prompts.jsonl``, and the PNGs under
-    ``images/<model>/<category id>/`` (toy generator masks under ``masks/``)."""
+    ``images/<model>/<category id>/`` (toy generator masks under ``masks/``; an external source's images under
+    ``images/<source>/<category id>/``)."""
 
     root: Path
 

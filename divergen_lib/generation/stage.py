@@ -4,7 +4,8 @@ Requests are planned deterministically (sample ``k`` of a category uses prompt `
 with a seed derived from (model, category, prompt index, sample index); each model's requests run through
 the resumable, sharded map, so a stage can be interrupted, resumed or spread over ``torchrun`` processes
 with the same result. Each row records the digest of what made it (the request: prompt, seed, ...; the model's
-backend, weights, dtype and options), so a rerun after changing any of them remakes exactly those images.
+backend, weights, dtype and options), so a rerun after changing any of them remakes exactly those images. The
+images of ``external`` sources (:mod:`.external`) are brought in after the models' and join the same manifest.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..formats import write_json, write_manifest, write_png
 from ..prompts import Prompt
 from .base import GenerationRequest, Generator, ModelConfig, build_generator
 from .config import GenerationConfig
+from .external import import_images, list_images
 from .layout import GenerationLayout
 from .plan import build_prompts, check_plan_size, plan_requests, resolve_categories
 
@@ -75,7 +77,8 @@ def request_settings(requests: list[GenerationRequest], model: ModelConfig) -> d
 
 
 def run(config: Config) -> GenerationRun:
-    """Plan and make every image of the ``generation`` section; write ``manifest.jsonl`` (rank 0)."""
+    """Plan and make every image of the ``generation`` section, bring in its external ones; write ``manifest.jsonl``
+    (rank 0)."""
     cfg: GenerationConfig = config.section("generation")
     out_dir = config.stage_dir("generation")
     layout = GenerationLayout(out_dir)
@@ -83,7 +86,8 @@ def run(config: Config) -> GenerationRun:
         device = resolve_device(config.common.device, info)
         categories = resolve_categories(cfg.categories)
         check_plan_size(categories, cfg)
-        prompts = build_prompts(categories, cfg.prompts, config.common.seed, device)
+        external = [(source, list_images(source, categories)) for source in cfg.external]
+        prompts = build_prompts(categories, cfg.prompts, config.common.seed, device) if cfg.models else {}
         if info.is_main:
             write_json(categories, layout.categories)
             write_manifest(
@@ -112,6 +116,8 @@ def run(config: Config) -> GenerationRun:
                 settings=settings,
             )
             rows += merged or []
+        for source, images in external:
+            rows += import_images(source, images, out_dir, info) or []
         if not info.is_main:
             return GenerationRun(out_dir, categories, prompts, None)
         write_manifest(rows, layout.manifest)
