@@ -22,7 +22,8 @@ def _panel(ax: plt.Axes, image: np.ndarray, title: str = "") -> None:
 
 
 def plot_overlays(rows: list[dict[str, Any]], gen_dir: str | Path, n: int, seed: int = 0) -> plt.Figure:
-    """``n`` random kept masks per method drawn over their images (one row per method)."""
+    """``n`` random kept masks per method drawn over their images (one row per method; an image outside a method's
+    ``sample`` is shown bare, titled so)."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     rng = np.random.default_rng(seed)
     ok = [r for r in rows if r["status"] == "ok"]
@@ -38,7 +39,8 @@ def plot_overlays(rows: list[dict[str, Any]], gen_dir: str | Path, n: int, seed:
             image = read_image(Path(gen_dir) / path_of[gid])
             if row is not None and row["status"] == "ok":
                 image = overlay_instances(image, [rle_to_mask(row["rle"])])
-            _panel(axes[i, j], image, row["status"] if row is not None and row["status"] != "ok" else "")
+            title = "not in its sample" if row is None else ("" if row["status"] == "ok" else row["status"])
+            _panel(axes[i, j], image, title)
         axes[i, 0].set_ylabel(method, fontsize=7)
     fig.tight_layout()
     return fig
