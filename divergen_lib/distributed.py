@@ -6,6 +6,11 @@ rerun first clears the temp files of writes the kill cut short (:func:`stage_ses
 skips every id already recorded by any shard (unless its row is an error, or was made by other settings: each
 row records the digest of the settings that made it); rank 0 merges the shards into one manifest whose row
 order follows the input ids, so the result does not depend on the number of processes.
+
+Ranks may finish a map hours apart (uneven resumes, slower GPUs), longer than a process group's timeout, so the
+end of a map is a file barrier, not a collective: each rank writes ``<name>.rank<r>-of-<W>.done`` beside its shard
+once the shard is flushed, holding a token rank 0 drew for this call, and every rank polls until all markers hold it
+(``DIVERGEN_BARRIER_TIMEOUT_S``, 48 h by default); a marker of an earlier run holds another token and is not trusted.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import DiskFullError, disk_full, no_space_left
+from .errors import DiskFullError, InputError, disk_full, no_space_left
 from .folder_lock import folder_lock
-from .formats import append_row, appending, read_manifest, remove_temp_files, write_manifest
+from .formats import append_row, appending, atomic_write_text, read_manifest, remove_temp_files, write_manifest
 from .progress import progress
 
 if TYPE_CHECKING:
@@ -31,6 +38,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SETTINGS_KEY = "settings"  # the manifest column holding the digest of the settings that made a row
+BARRIER_TIMEOUT_ENV = "DIVERGEN_BARRIER_TIMEOUT_S"  # how long a rank waits for the others at the end of a map
+DEFAULT_BARRIER_TIMEOUT_S = 48 * 3600.0
+POLL_S = 5.0  # seconds between two looks at the other ranks' markers
+REPORT_S = 300.0  # seconds between two "waiting for ranks ..." log lines
 
 
 @dataclass(frozen=True)
@@ -97,13 +108,21 @@ def init_process_group(info: DistInfo | None = None) -> None:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
 
 
-def barrier() -> None:
-    """Wait for every rank when a torch.distributed process group is up; a no-op otherwise."""
+def group_up() -> bool:
+    """Whether a torch.distributed process group is up."""
     try:
         import torch.distributed as dist
     except ImportError:  # pragma: no cover - torch is a dependency
-        return
-    if dist.is_available() and dist.is_initialized():
+        return False
+    return dist.is_available() and dist.is_initialized()
+
+
+def barrier() -> None:
+    """Wait for every rank when a torch.distributed process group is up; a no-op otherwise (a collective: for short
+    waits only, under the group's timeout)."""
+    if group_up():
+        import torch.distributed as dist
+
         dist.barrier()
 
 
@@ -126,6 +145,67 @@ def stage_session(out_dir: Path) -> Iterator[DistInfo]:
 def shard_path(out_dir: Path, name: str, rank: int, world_size: int) -> Path:
     """File of one rank's shard manifest."""
     return out_dir / "shards" / f"{name}.rank{rank:03d}-of-{world_size:03d}.jsonl"
+
+
+def done_marker(out_dir: Path, name: str, rank: int, world_size: int) -> Path:
+    """File saying one rank has finished its share of map ``name`` (beside its shard, named like it)."""
+    return shard_path(out_dir, name, rank, world_size).with_suffix(".done")
+
+
+def run_token(info: DistInfo) -> str | None:
+    """A token every rank of this call shares and no earlier call had: rank 0 draws it and broadcasts it (a short
+    collective, as all ranks start a map together); ``None`` without a process group of several ranks."""
+    if info.world_size == 1 or not group_up():
+        return None
+    import torch
+    import torch.distributed as dist
+
+    device = f"cuda:{info.local_rank}" if dist.get_backend() == "nccl" else "cpu"
+    token = torch.tensor([secrets.randbits(63) if info.is_main else 0], dtype=torch.int64, device=device)
+    dist.broadcast(token, src=0)
+    return f"{int(token.item()):016x}"
+
+
+def barrier_timeout_s() -> float:
+    """Seconds :func:`wait_for_ranks` waits: ``DIVERGEN_BARRIER_TIMEOUT_S``, else 48 h."""
+    raw = os.environ.get(BARRIER_TIMEOUT_ENV, "")
+    try:
+        return float(raw) if raw else DEFAULT_BARRIER_TIMEOUT_S
+    except ValueError:
+        raise InputError(f"{BARRIER_TIMEOUT_ENV}={raw!r} is not a number of seconds") from None
+
+
+def _holds(path: Path, token: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") == token
+    except FileNotFoundError:
+        return False
+
+
+def wait_for_ranks(out_dir: Path, name: str, info: DistInfo, token: str) -> None:
+    """Mark this rank's share of map ``name`` done with ``token``, then wait until every rank's marker holds it,
+    polling every :data:`POLL_S` seconds for up to :func:`barrier_timeout_s` (rank 0 logs who it waits for)."""
+    markers = [done_marker(out_dir, name, r, info.world_size) for r in range(info.world_size)]
+    atomic_write_text(markers[info.rank], token)
+    timeout = barrier_timeout_s()
+    start = time.monotonic()
+    reported = start - REPORT_S
+    while True:
+        waiting = [r for r, marker in enumerate(markers) if not _holds(marker, token)]
+        if not waiting:
+            return
+        now = time.monotonic()
+        ranks = ", ".join(map(str, waiting))
+        if now - start >= timeout:
+            raise RuntimeError(
+                f"{name}: ranks {ranks} did not finish within {timeout:.0f} s ({BARRIER_TIMEOUT_ENV}); "
+                "rerun the stage to resume"
+            )
+        if info.is_main and now - reported >= REPORT_S:
+            done = info.world_size - len(waiting)
+            log.info("%s: waiting for ranks %s (finished %d of %d)", name, ranks, done, info.world_size)
+            reported = now
+        time.sleep(POLL_S)
 
 
 def _failed(row: dict[str, Any]) -> bool:
@@ -194,13 +274,15 @@ def resumable_map(
     batch is retried item by item so that only the culprit gets an error row.
 
     Returns the merged rows (in ``items`` order) on rank 0, written to ``<out_dir>/<name>.jsonl``;
-    ``None`` on other ranks.
+    ``None`` on other ranks. Under a process group every rank returns only once all have finished
+    (:func:`wait_for_ranks`, however long after the group's timeout that is).
     """
     info = info or dist_info()
     out_dir = Path(out_dir)
     ids = [id_of(item) for item in items]
     if len(set(ids)) != len(ids):
         raise ValueError(f"{name}: work item ids are not unique")
+    token = run_token(info)
     mine = shard(list(zip(ids, items, strict=True)), info.rank, info.world_size)
     digests = settings or {}
     done = completed_rows(out_dir, name, digests)
@@ -230,7 +312,8 @@ def resumable_map(
                 append_row(fh, {"id": item_id, **row} | ({SETTINGS_KEY: digests[item_id]} if settings else {}))
             bar.update(len(batch))
         bar.close()
-    barrier()
+    if token is not None:
+        wait_for_ranks(out_dir, name, info, token)
     if not info.is_main:
         return None
     return merge_shards(out_dir, name, ids, settings)

@@ -1,3 +1,7 @@
+import os
+import time
+from datetime import timedelta
+
 import pytest
 
 from divergen_lib.distributed import DistInfo, dist_info, merge_shards, resumable_map, shard
@@ -200,3 +204,63 @@ def test_a_full_disk_stops_the_map_instead_of_failing_every_later_item(tmp_path)
         resumable_map(IDS, fills_up, tmp_path, "squares", info=DistInfo())
     rows = resumable_map(IDS, square, tmp_path, "squares", info=DistInfo())
     assert rows == resumable_map(IDS, square, tmp_path / "uninterrupted", "squares", info=DistInfo())
+
+
+def values_by(tag: str):
+    """Work whose rows depend on ``tag`` (its settings)."""
+    return lambda item: {"status": "ok", "value": f"{tag}{int(item[4:])}"}
+
+
+GROUP_TIMEOUT = timedelta(seconds=5)  # far shorter than the slow rank's delay
+
+
+def rank_main(rank: int, out: str, tag: str, slow_s: float) -> None:
+    """Rank ``rank`` of 2 (gloo, timeout :data:`GROUP_TIMEOUT`) maps ``IDS`` by settings ``tag``; rank 1 sleeps
+    ``slow_s`` before its last item."""
+    import torch.distributed as dist
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank))
+    init = f"file://{out}.{tag}.group"
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2, timeout=GROUP_TIMEOUT)
+    work = values_by(tag)
+
+    def late(item: str) -> dict:
+        if item == IDS[1::2][-1]:
+            time.sleep(slow_s)
+        return work(item)
+
+    resumable_map(IDS, late if rank == 1 else work, out, "values", settings=dict.fromkeys(IDS, tag))
+    dist.destroy_process_group()
+
+
+def run_two_ranks(out, tag: str, slow_s: float = 0.0) -> None:
+    """:func:`rank_main` in 2 spawned processes."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(rank_main, args=(str(out), tag, slow_s), nprocs=2)
+
+
+def test_a_rank_finishing_long_after_the_group_timeout_is_waited_for_and_old_markers_are_not(tmp_path):
+    """A first 2-rank run leaves its done markers; a second with new settings, where rank 1 finishes 20 s after rank
+    0 (the process group's timeout is 5 s), still merges the 1-process result of the new settings."""
+    single = resumable_map(
+        IDS, values_by("b"), tmp_path / "one", "values", info=DistInfo(), settings=dict.fromkeys(IDS, "b")
+    )
+    run_two_ranks(tmp_path / "two", "a")
+    assert sorted(p.name for p in (tmp_path / "two" / "shards").glob("*.done")) == [
+        "values.rank000-of-002.done",
+        "values.rank001-of-002.done",
+    ]
+    run_two_ranks(tmp_path / "two", "b", slow_s=20.0)
+    assert read_manifest(tmp_path / "two" / "values.jsonl") == single
+
+
+def test_a_marker_of_another_run_is_not_trusted_and_the_wait_times_out(tmp_path, monkeypatch):
+    from divergen_lib.distributed import done_marker, wait_for_ranks
+
+    done_marker(tmp_path, "values", 1, 2).parent.mkdir()
+    done_marker(tmp_path, "values", 1, 2).write_text("earlier-run")
+    monkeypatch.setenv("DIVERGEN_BARRIER_TIMEOUT_S", "0")
+    with pytest.raises(RuntimeError, match=r"values: ranks 1 did not finish within 0 s \(DIVERGEN_BARRIER_TIMEOUT_S\)"):
+        wait_for_ranks(tmp_path, "values", DistInfo(0, 2, 0), "this-run")
+    assert done_marker(tmp_path, "values", 0, 2).read_text() == "this-run"

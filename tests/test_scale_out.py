@@ -64,7 +64,7 @@ def test_two_processes_write_the_single_process_files_byte_for_byte(tmp_path, sm
     run_stages(TORCHRUN, two, smoke_world)
 
     for stage, name in (("generation", "manifest.toy_flat"), ("annotation", "masks.fallback_grabcut")):
-        shards = sorted(p.name for p in (two / stage / "shards").glob(f"{name}.rank*"))
+        shards = sorted(p.name for p in (two / stage / "shards").glob(f"{name}.rank*.jsonl"))
         assert shards == [f"{name}.rank000-of-002.jsonl", f"{name}.rank001-of-002.jsonl"]
     pool = read_instance_pool(two / POOLS[0])
     assert pool and all(not os.path.isabs(e.path) for entries in pool.values() for e in entries)
