@@ -355,11 +355,18 @@ def method_values(value: Any) -> Any:
 # settings of a model or method that never change its outputs: its name (already in each item's id), how many items
 # go through it at once, whether its weights may be downloaded
 EXECUTION_ONLY = ("name", "batch_size", "allow_download")
+# backend options (in a component's ``options``) that change its memory use and speed, and its outputs at most by
+# float rounding: CPU offload, attention slicing and kernel, VAE slicing (VAE tiling blends tiles: not listed)
+EXECUTION_ONLY_OPTIONS = ("offload", "attention_slicing", "attention", "vae_slicing")
 
 
 def output_settings(component: Any) -> dict[str, Any]:
-    """The method values of a model / method config that decide its outputs (:data:`EXECUTION_ONLY` left out)."""
-    return {k: v for k, v in method_values(component).items() if k not in EXECUTION_ONLY}
+    """The method values of a model / method config that decide its outputs (:data:`EXECUTION_ONLY` and, inside its
+    ``options``, :data:`EXECUTION_ONLY_OPTIONS` left out)."""
+    values = {k: v for k, v in method_values(component).items() if k not in EXECUTION_ONLY}
+    if isinstance(values.get("options"), dict):
+        values["options"] = {k: v for k, v in values["options"].items() if k not in EXECUTION_ONLY_OPTIONS}
+    return values
 
 
 def settings_digest(*parts: Any, length: int = 16) -> str:

@@ -9,7 +9,9 @@ exactly, on CPU).
 
 from __future__ import annotations
 
+import logging
 import shutil
+from dataclasses import replace
 
 import huggingface_hub
 import numpy as np
@@ -17,15 +19,18 @@ import pytest
 import torch
 from diffusers import DPMSolverMultistepScheduler, PNDMScheduler, StableDiffusionPipeline
 
-from divergen_lib.config import ConfigError
-from divergen_lib.generation.base import GenerationRequest, ModelConfig, build_generator
+from divergen_lib.config import ConfigError, load_config, parse_options
+from divergen_lib.generation.base import GenerationRequest, ModelConfig, backend_class, build_generator
 from divergen_lib.generation.diffusers_backends import (
     DeepFloydIFGenerator,
     DiffusersGenerator,
     StableDiffusionGenerator,
     resolve_dtype,
 )
+from divergen_lib.generation.stage import request_settings
 from divergen_lib.generation.tiny_pipelines import build_tiny_if, build_tiny_sd
+
+from .conftest import REPO_ROOT
 
 BATCH_TOLERANCE = 1  # grey levels, see the module docstring
 SD_OPTIONS = {"steps": 3, "height": 32, "width": 48}
@@ -204,8 +209,123 @@ def test_missing_pipelines_give_one_clear_error(tiny_dirs, tmp_path):
         ("stable_diffusion", {"scheduler": "euler"}, r"model m options: scheduler: expected one of"),
         ("deepfloyd_if", {}, r"model m options: missing required key 'stage2_path'"),
         ("diffusers", {"call_kwargs": 3}, r"model m options: call_kwargs: expected a mapping"),
+        ("stable_diffusion", {"offload": "gpu"}, r"model m options: offload: expected one of 'none', 'model', "),
+        ("diffusers", {"attention_slicing": "half"}, r"model m options: attention_slicing: expected int or "),
+        ("stable_diffusion", {"attention_slicing": 0}, r"model m options: attention_slicing: expected 'auto', "),
+        ("stable_diffusion", {"attention": "flash"}, r"model m options: attention: expected one of 'sdpa', "),
+        ("stable_diffusion", {"vae_tiling": "yes"}, r"model m options: vae_tiling: expected true or false"),
+        ("deepfloyd_if", {"stage2_path": "x", "offload": True}, r"model m options: offload: expected one of"),
     ],
 )
 def test_option_errors_name_the_option(tiny_dirs, backend, options, message):
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(ConfigError, match=message) as err:
         build_generator(ModelConfig(name="m", backend=backend, path=str(tiny_dirs["sd"]), options=options), "cpu")
+    assert "\n" not in str(err.value)
+
+
+MEMORY_OPTIONS = {"offload": "model", "attention_slicing": 2, "attention": "default", "vae_tiling": True}
+
+
+@pytest.mark.parametrize("backend", ["stable_diffusion", "deepfloyd_if", "diffusers"])
+def test_memory_options_parse(backend):
+    options = {"stage2_path": "x"} if backend == "deepfloyd_if" else {}
+    cls = backend_class(backend).options_cls
+    default = parse_options(cls, options, "m")
+    assert (default.offload, default.attention_slicing, default.attention) == ("none", None, "sdpa")
+    assert not default.vae_tiling and not default.vae_slicing
+    parsed = parse_options(cls, {**options, **MEMORY_OPTIONS, "vae_slicing": True}, "m")
+    assert (parsed.offload, parsed.attention_slicing, parsed.attention) == ("model", 2, "default")
+    assert parsed.vae_tiling and parsed.vae_slicing
+    assert parse_options(cls, {**options, "attention_slicing": "max"}, "m").attention_slicing == "max"
+
+
+def tiny_if(tiny_dirs, **options) -> DeepFloydIFGenerator:
+    options = {**IF_OPTIONS, "stage2_path": str(tiny_dirs["if2"]), **options}
+    return DeepFloydIFGenerator(
+        ModelConfig(name="if", backend="deepfloyd_if", path=str(tiny_dirs["if1"]), options=options), "cpu"
+    )
+
+
+def tiny_sd(tiny_dirs, size: tuple[int, int], **options) -> StableDiffusionGenerator:
+    options = {"steps": 3, "height": size[0], "width": size[1], **options}
+    return StableDiffusionGenerator(
+        ModelConfig(name="sd", backend="stable_diffusion", path=str(tiny_dirs["sd"]), options=options), "cpu"
+    )
+
+
+@pytest.mark.parametrize("option", ["vae_tiling", "vae_slicing"])
+def test_vae_options_are_one_line_errors_for_deepfloyd_if(tiny_dirs, option):
+    message = r"^model if options: vae_tiling and vae_slicing need a pipeline with a VAE; .*if1 has none$"
+    with pytest.raises(ConfigError, match=message) as err:
+        tiny_if(tiny_dirs, **{option: True})
+    assert "\n" not in str(err.value)
+
+
+def processor_names(module: torch.nn.Module) -> set[str]:
+    return {type(p).__name__ for p in module.attn_processors.values()}
+
+
+def images(generator, seeds=(21, 22)) -> np.ndarray:
+    return np.stack([o.image for o in generator.generate([make_request(s, PROMPTS[s % 3]) for s in seeds])])
+
+
+def test_sd_memory_options_keep_the_images(tiny_dirs):
+    # 32x32 is the tiny VAE's sample_size, so tiling leaves the single tile alone; above it, tiles are blended
+    plain = tiny_sd(tiny_dirs, (32, 32))
+    assert processor_names(plain.pipe.unet) == {"AttnProcessor2_0"}  # diffusers' SDPA default with torch 2
+    frugal = tiny_sd(tiny_dirs, (32, 32), attention_slicing="auto", vae_slicing=True, vae_tiling=True)
+    assert processor_names(frugal.pipe.unet) == {"SlicedAttnProcessor"}
+    assert frugal.pipe.vae.use_slicing and frugal.pipe.vae.use_tiling
+    assert max_diff(images(frugal), images(plain)) <= BATCH_TOLERANCE
+    classic = tiny_sd(tiny_dirs, (32, 32), attention="default")
+    assert processor_names(classic.pipe.unet) == processor_names(classic.pipe.vae) == {"AttnProcessor"}
+    assert max_diff(images(classic), images(plain)) <= BATCH_TOLERANCE
+    tiled, untiled = tiny_sd(tiny_dirs, (32, 48), vae_tiling=True), tiny_sd(tiny_dirs, (32, 48))
+    assert max_diff(images(tiled), images(untiled)) > 10  # why vae_tiling is in the settings digest
+
+
+def test_deepfloyd_memory_options_keep_the_images(tiny_dirs, deepfloyd):
+    frugal = tiny_if(tiny_dirs, attention_slicing=1, attention="default")
+    assert processor_names(frugal.stage1.unet) == processor_names(frugal.stage2.unet) == {"SlicedAttnAddedKVProcessor"}
+    assert processor_names(deepfloyd.stage1.unet) == {"AttnAddedKVProcessor2_0"}
+    assert max_diff(images(frugal), images(deepfloyd)) <= BATCH_TOLERANCE
+
+
+@pytest.mark.parametrize("offload", ["model", "sequential"])
+def test_offload_is_skipped_with_a_warning_on_cpu(tiny_dirs, deepfloyd, caplog, offload):
+    with caplog.at_level(logging.WARNING):
+        skipped = tiny_if(tiny_dirs, offload=offload)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"model if options: offload '{offload}' skipped on device cpu, where the weights are already"
+    ]
+    assert skipped.offload == "none" and not hasattr(skipped.stage1.unet, "_hf_hook")
+    assert np.array_equal(images(skipped), images(deepfloyd))
+
+
+def test_model_offload_hooks_run_on_cpu(tiny_dirs, deepfloyd):
+    # the accelerator path, with the CPU as the "accelerator": diffusers' model offload accepts device="cpu"
+    hooked = tiny_if(tiny_dirs)
+    hooked.offload = "model"
+    for pipe in (hooked.stage1, hooked.stage2):
+        hooked._set_memory_options(pipe)
+    assert all(hasattr(m, "_hf_hook") for m in (hooked.stage1.text_encoder, hooked.stage1.unet, hooked.stage2.unet))
+    assert np.array_equal(images(hooked), images(deepfloyd))
+
+
+def test_only_pixel_changing_options_reach_the_settings_digest():
+    requests = [make_request(1)]
+    model = ModelConfig(name="sd", backend="stable_diffusion", path="p", options=SD_OPTIONS)
+    digest = request_settings(requests, model)
+    memory = {"offload": "sequential", "attention_slicing": "max", "attention": "default", "vae_slicing": True}
+    assert request_settings(requests, replace(model, options={**SD_OPTIONS, **memory})) == digest
+    assert request_settings(requests, replace(model, options={**SD_OPTIONS, "vae_tiling": True})) != digest
+    assert request_settings(requests, replace(model, dtype="float16")) != digest
+
+
+def test_paper_recipe_offloads_deepfloyd_if_only():
+    config = load_config(REPO_ROOT / "params/paper/02_generation.yaml")
+    models = {m.name: m for m in config.section("generation").models}
+    recipes = {n: parse_options(backend_class(m.backend).options_cls, m.options, n) for n, m in models.items()}
+    assert (recipes["deepfloyd_if"].offload, models["deepfloyd_if"].dtype) == ("model", "float16")
+    sd = recipes["sd15"]
+    assert (sd.offload, sd.attention_slicing, sd.attention) == ("none", None, "sdpa")

@@ -8,12 +8,13 @@ noise of an image come from its own seed only; no randomness is shared between t
 batch size can still move pixels slightly, since a batched network evaluation is not bit-identical to an
 unbatched one and samplers amplify the rounding (bounds measured in tests/test_diffusers_backends.py).
 Safety checkers and watermarkers are never loaded: they blank or mark images that the data pipeline
-filters by its own rules.
+filters by its own rules. Every backend takes the memory options of :class:`MemoryOptions`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,16 +30,48 @@ from diffusers import (
     StableDiffusionPipeline,
 )
 
-from ..config import parse_options
+from ..config import ConfigError, parse_options
 from .base import GeneratedImage, GenerationRequest, ModelConfig
 from .pipeline_files import locate_pipeline
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 _NOT_LOADED = ("safety_checker", "watermarker")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MemoryOptions:
+    """Where the weights sit and how attention and decoding run: memory and speed, not the images.
+
+    ``offload``: ``model`` keeps the weights in CPU memory and moves each whole model (text encoder, UNet, VAE) to
+    the device while it runs (``enable_model_cpu_offload``), ``sequential`` each layer (``enable_sequential_cpu_
+    offload``: least memory, slowest); for DeepFloyd-IF both stages, stage I's T5 encoder included. Both need
+    ``accelerate`` and an accelerator device; on device ``cpu`` the weights are in CPU memory already, so offload
+    is skipped with a logged warning. ``attention_slicing``: ``enable_attention_slicing`` with this slice size
+    (``auto``: two slices, ``max``: one head at a time, an int n: head dim / n slices); it replaces the attention
+    processors (``attention`` then has no effect) by matmul-softmax ones that hold each slice's attention matrix,
+    so with torch 2 it takes more memory than SDPA, not less (README, Generation). ``attention``: ``sdpa`` keeps
+    PyTorch's scaled-dot-product attention, which diffusers picks with torch 2; ``default`` is diffusers'
+    ``set_default_attn_processor`` (plain matmul-softmax attention). ``vae_slicing`` decodes a batch one image at
+    a time; ``vae_tiling`` decodes in overlapping tiles blended at the seams, which changes pixels when the image
+    is larger than the VAE's ``sample_size`` (512 for SD v1.5): it is the only one of these options in an image's
+    settings digest (see :data:`..config.EXECUTION_ONLY_OPTIONS`). Both VAE options are a config error for a
+    pipeline without a VAE (DeepFloyd-IF).
+    """
+
+    offload: Literal["none", "model", "sequential"] = "none"
+    attention_slicing: int | Literal["auto", "max"] | None = None
+    attention: Literal["sdpa", "default"] = "sdpa"
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attention_slicing, int) and self.attention_slicing < 1:
+            raise ValueError(f"attention_slicing: expected 'auto', 'max' or an int >= 1, got {self.attention_slicing}")
 
 
 @dataclass(frozen=True)
-class DiffusersOptions:
+class DiffusersOptions(MemoryOptions):
     """Options of the generic backend; ``None`` leaves the pipeline's own default.
 
     ``variant``: weight-file variant to load (e.g. ``"fp16"``); ``"auto"`` picks ``"fp16"`` when the weights are
@@ -68,10 +101,11 @@ class StableDiffusionOptions(DiffusersOptions):
 
 
 @dataclass(frozen=True)
-class DeepFloydIFOptions:
+class DeepFloydIFOptions(MemoryOptions):
     """DiverGen's IF settings (the diffusers defaults it relied on): stage I 64 px, 100 steps, guidance 7.0;
     stage II 256 px, 50 steps, guidance 4.0, noise level 250. ``stage2_path``: the IF-II pipeline (folder or
-    repo id). ``negative_prompt: null`` is the empty-string embedding. ``variant`` as for :class:`DiffusersOptions`.
+    repo id). ``negative_prompt: null`` is the empty-string embedding. ``variant`` as for :class:`DiffusersOptions`;
+    the memory options (:class:`MemoryOptions`) apply to both stages.
     """
 
     stage2_path: str
@@ -100,24 +134,52 @@ class _PipelineBackend:
 
     def __init__(self, model: ModelConfig, device: str) -> None:
         self.model = model
-        self.options = parse_options(self.options_cls, model.options, f"model {model.name} options")
+        self.where = f"model {model.name} options"
+        self.options = parse_options(self.options_cls, model.options, self.where)
         self.device = torch.device(device)
         self.dtype = resolve_dtype(model.dtype, self.device)
+        self.offload = self.options.offload
+        if self.offload != "none" and self.device.type == "cpu":
+            log.warning("%s: offload %r skipped on device cpu, where the weights are already", self.where, self.offload)
+            self.offload = "none"
 
     def _load(self, pipeline_cls: type, located: tuple[str, Path], variant: str | None, **kwargs: Any) -> Any:
-        """Load a located pipeline in ``self.dtype`` onto ``self.device``, without safety checker or watermarker."""
+        """Load a located pipeline in ``self.dtype``, without safety checker or watermarker, with its memory options."""
         source, folder = located
         index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
         if variant == "auto":
             has_fp16 = any(".fp16." in f.name for f in folder.glob("*/*"))
             variant = "fp16" if self.dtype == torch.float16 and has_fp16 else None
+        o = self.options
+        if (o.vae_tiling or o.vae_slicing) and "vae" not in index:
+            raise ConfigError(f"{self.where}: vae_tiling and vae_slicing need a pipeline with a VAE; {source} has none")
         kwargs = {name: None for name in _NOT_LOADED if name in index} | kwargs
         pipe = pipeline_cls.from_pretrained(
             source, dtype=self.dtype, variant=variant, local_files_only=not self.model.allow_download, **kwargs
         )
-        pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
+        self._set_memory_options(pipe)
         return pipe
+
+    def _set_memory_options(self, pipe: Any) -> None:
+        """Apply :class:`MemoryOptions` to a loaded pipeline and put it on ``self.device`` (or offload it there)."""
+        o = self.options
+        if o.attention == "default":
+            for module in pipe.components.values():
+                if hasattr(module, "set_default_attn_processor"):
+                    module.set_default_attn_processor()
+        if o.attention_slicing is not None:
+            pipe.enable_attention_slicing(o.attention_slicing)
+        if o.vae_tiling:
+            pipe.vae.enable_tiling()
+        if o.vae_slicing:
+            pipe.vae.enable_slicing()
+        if self.offload == "model":
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif self.offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GeneratedImage]:
         """One uint8 HxWx3 image per request, in order, all in one pipeline call."""
