@@ -1,12 +1,14 @@
 import importlib.util
+from collections import Counter
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from divergen_lib.analysis.maps import effective_perplexity, embed_2d, plot_map
+from divergen_lib.analysis.maps import effective_perplexity, embed_2d, plot_map, reduce_dims, stratified_sample
 from divergen_lib.analysis.metrics import compare, frechet_distance, knn_precision_recall, mmd_rbf
 from divergen_lib.errors import InputError
 
@@ -150,3 +152,39 @@ def test_plot_map_colours_points_by_label():
     assert sorted(t.get_text() for t in ax.get_legend().get_texts()) == ["if", "real", "sd"]
     assert len(ax.collections[0].get_offsets()) == 30
     plt.close(fig)
+
+
+def test_a_stratified_sample_keeps_rare_points_and_spreads_the_rest_evenly():
+    ids = np.repeat([1, 2, 3, 4], [500, 100, 6, 4])  # 3 and 4 are rare
+    rows = stratified_sample(ids, 70, keep=[3, 4], seed=1)
+    picked = Counter(ids[rows].tolist())
+    assert len(rows) == 70 and np.all(np.diff(rows) > 0)
+    assert picked == {3: 6, 4: 4, 1: 30, 2: 30}  # every rare point, then an even split of the 60 left
+    assert np.array_equal(rows, stratified_sample(ids, 70, keep=[3, 4], seed=1))
+    assert not np.array_equal(rows, stratified_sample(ids, 70, keep=[3, 4], seed=2))
+    few = stratified_sample(ids, 7, keep=[3, 4], seed=0)  # more rare points than the budget: spread over them
+    assert sorted(Counter(ids[few].tolist()).values()) == [3, 4]
+    assert np.array_equal(stratified_sample(ids, 10_000, keep=[], seed=0), np.arange(len(ids)))
+    uneven = stratified_sample(np.repeat([1, 2, 3], [2, 50, 50]), 42, keep=[], seed=0)
+    assert Counter(np.repeat([1, 2, 3], [2, 50, 50])[uneven].tolist()) == {1: 2, 2: 20, 3: 20}
+
+
+def test_maps_start_from_principal_components_fitted_on_the_fitted_rows():
+    x = np.random.default_rng(0).normal(size=(300, 80)) * np.linspace(5, 0.1, 80)
+    reduced = reduce_dims(x, 50, seed=0)
+    assert reduced.shape == (300, 50)
+    expected = PCA(50, random_state=0).fit(x[:100]).transform(x)
+    assert np.allclose(np.abs(reduce_dims(x, 50, seed=0, fit_rows=np.arange(100))), np.abs(expected), atol=1e-6)
+    assert np.array_equal(reduce_dims(x[:, :20], 50), x[:, :20])  # not wider than 50: left as it is
+
+
+def test_every_other_point_is_placed_into_a_map_fitted_on_a_sample():
+    x, labels = clusters(n_per=60)
+    fit_rows = np.arange(0, len(x), 3)
+    points = embed_2d(x, seed=0, pca_dims=None, fit_rows=fit_rows)
+    assert np.array_equal(points[fit_rows], embed_2d(x[fit_rows], seed=0, pca_dims=None))  # fitted points stay
+    rest = np.setdiff1d(np.arange(len(x)), fit_rows)
+    placed = KNeighborsClassifier(5).fit(points[fit_rows], labels[fit_rows]).score(points[rest], labels[rest])
+    assert placed > 0.9  # each placed point lands among the fitted points of its cluster
+    with pytest.raises(InputError, match="needs method 'opentsne'"):
+        embed_2d(x, method="sklearn", fit_rows=fit_rows)

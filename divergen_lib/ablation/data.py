@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis.embeddings import EmbeddedSet, cached_embeddings, real_set
+from ..analysis.embeddings import Arrays, EmbeddedSet, cached, real_set, sharded_embeddings
 from ..analysis.metrics import knn_precision_recall
 from ..annotation.config import AnnotationConfig
 from ..clip_models import ClipModel
@@ -134,15 +134,17 @@ def kept_set(
     if not kept:
         return None
 
-    def make() -> tuple[np.ndarray, np.ndarray]:
+    def make(block: range) -> Arrays:
         embeddings = []
-        for start in range(0, len(kept), batch_size):
-            batch = kept[start : start + batch_size]
+        for start in range(block.start, block.stop, batch_size):
+            batch = kept[start : min(start + batch_size, block.stop)]
             embeddings.append(clip.encode_images([read_image(sections.dirs["generation"] / r["path"]) for r in batch]))
-        return np.concatenate(embeddings), np.asarray([r["category_id"] for r in kept], dtype=np.int64)
+        ids = np.asarray([r["category_id"] for r in kept[block.start : block.stop]], dtype=np.int64)
+        return np.concatenate(embeddings), ids, np.arange(block.start, block.stop)
 
     key = _digest(clip.name, clip.pretrained, [r["annotation_id"] for r in kept])
-    return EmbeddedSet("generated", *cached_embeddings(filt_dir / f"coverage-embeddings-{key}.npz", make))
+    path = filt_dir / f"coverage-embeddings-{key}.npz"
+    return EmbeddedSet("generated", *(cached(path) or sharded_embeddings(path, len(kept), make)))
 
 
 @dataclass

@@ -15,12 +15,25 @@ from ..prompts import PromptConfig
 
 @dataclass(frozen=True)
 class AnalysisReport:
-    """Figures only: the 2-D map's method and points per set (every rare-category point is kept), and how many
-    rare categories get their own panel."""
+    """Figures only: the 2-D map's method, the points per set it is fitted on (a stratified sample: every
+    rare-category point while they fit, the rest spread evenly over categories), the principal components it
+    starts from (null: the embeddings as they are), the threads (null: every core), whether every other point is
+    then placed into the map (``map_all``, openTSNE), and how many rare categories get their own panel."""
 
     map_method: Literal["opentsne", "sklearn", "umap"] = "opentsne"
     map_points_per_set: int = 600
+    map_pca_dims: int | None = 50
+    map_jobs: int | None = None
+    map_all: bool = False
     rare_panels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.map_all and self.map_method != "opentsne":
+            raise ValueError(
+                f"map_all places points with openTSNE's transform: map_method must be opentsne, not {self.map_method!r}"
+            )
+        if self.map_points_per_set < 5:
+            raise ValueError("map_points_per_set must be >= 5")
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 CLIP image embeddings of real train and val instances (DiverGen's crop recipe) and of small generated sets
 made on the fly with different diversity settings (whole generated images, as in DiverGen's analysis) are
 compared with real val by numbers — Fréchet distance, RBF MMD, k-NN precision / recall / density / coverage —
-and drawn on one 2-D map. Embeddings are cached under ``analysis/embeddings/`` and reused.
+and drawn on one 2-D map. Embeddings are cached under ``analysis/embeddings/`` and reused; under ``torchrun`` every
+rank embeds its block of each set (:mod:`.embeddings`) and rank 0 compares and draws.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from ..clip_models import configured_clip
 from ..config import Config
-from ..distributed import require_single_process, resolve_device
+from ..distributed import available_cores, resolve_device, stage_session
 from ..formats import read_lvis, write_json
 from .config import AnalysisConfig
 from .embeddings import EmbeddedSet, generated_set, real_set
@@ -38,22 +39,25 @@ class AnalysisRun:
 
 
 def run(config: Config) -> AnalysisRun:
-    """Embed real train/val and each generated set; compare each with real val (``analysis/metrics.json``)."""
-    require_single_process("the analyze stage")
+    """Embed real train/val and each generated set; compare each with real val (``analysis/metrics.json``, rank 0;
+    the other ranks' run holds no sets)."""
     cfg: AnalysisConfig = config.section("analysis")
     out_dir = config.stage_dir("analysis")
     layout = AnalysisLayout(out_dir)
     cache = layout.embeddings
-    device = resolve_device(config.common.device)
     seed = config.common.seed
-    clip = configured_clip(cfg.clip, cfg.toy_clip, cfg.train_annotations.parent, config.clip_cache_dir, device)
-    real = {"image_root": cfg.image_root, "crop_padding": cfg.crop_padding, "max_real": cfg.max_real}
-    sets = {
-        "real train": real_set("real_train", cfg.train_annotations, clip=clip, cache=cache, seed=seed, **real),
-        "real val": real_set("real_val", cfg.val_annotations, clip=clip, cache=cache, seed=seed, **real),
-    }
-    for spec in cfg.generated:
-        sets[spec.name] = generated_set(spec, cfg, clip, cache, seed, device)
+    with stage_session(out_dir) as info:
+        device = resolve_device(config.common.device, info)
+        clip = configured_clip(cfg.clip, cfg.toy_clip, cfg.train_annotations.parent, config.clip_cache_dir, device)
+        real = {"image_root": cfg.image_root, "crop_padding": cfg.crop_padding, "max_real": cfg.max_real}
+        sets = {
+            "real train": real_set("real_train", cfg.train_annotations, clip=clip, cache=cache, seed=seed, **real),
+            "real val": real_set("real_val", cfg.val_annotations, clip=clip, cache=cache, seed=seed, **real),
+        }
+        for spec in cfg.generated:
+            sets[spec.name] = generated_set(spec, cfg, clip, cache, seed, device)
+    if not info.is_main:
+        return AnalysisRun(out_dir, {}, [], [])
     train = read_lvis(cfg.train_annotations)
     rare_ids = [c["id"] for c in train["categories"] if c.get("frequency") == "r"]
     table = comparison_table(sets, rare_ids, cfg.k)
@@ -122,22 +126,28 @@ def save_figures(run_: AnalysisRun, config: Config) -> dict[str, Path]:
     """The 2-D map of every set, and per-category panels for a few rare categories, as PNGs."""
     from ..viz import save_figure
     from .figures import plot_rare_panels
-    from .maps import embed_2d, plot_map
+    from .maps import embed_2d, plot_map, stratified_sample
 
     cfg: AnalysisConfig = config.section("analysis")
-    rng = np.random.default_rng(config.common.seed)
-    chosen, sources, ids = [], [], []
+    if not run_.sets:  # a rank other than 0
+        return {}
+    report = cfg.report
+    chosen, fit, sources, ids = [], [], [], []
+    offset = 0
     for name, s in run_.sets.items():
-        rows = np.arange(len(s.embeddings))
-        if len(rows) > cfg.report.map_points_per_set:  # every rare-category point stays, the rest is sampled
-            rare = np.isin(s.category_ids, run_.rare_ids)
-            budget = max(cfg.report.map_points_per_set - int(rare.sum()), 0)
-            others = rng.choice(rows[~rare], min(budget, int((~rare).sum())), replace=False)
-            rows = np.sort(np.concatenate([rows[rare], others]))
+        sample = stratified_sample(s.category_ids, report.map_points_per_set, run_.rare_ids, config.common.seed)
+        rows = np.arange(len(s.embeddings)) if report.map_all else sample
         chosen.append(s.embeddings[rows])
+        fit.append(offset + np.searchsorted(rows, sample))
+        offset += len(rows)
         sources += [name] * len(rows)
         ids.append(s.category_ids[rows])
-    points = embed_2d(np.concatenate(chosen), cfg.report.map_method, seed=config.common.seed)
+    jobs = report.map_jobs or available_cores()
+    fit_rows = np.concatenate(fit) if report.map_all else None
+    x = np.concatenate(chosen)
+    points = embed_2d(
+        x, report.map_method, config.common.seed, n_jobs=jobs, pca_dims=report.map_pca_dims, fit_rows=fit_rows
+    )
     sources_arr, ids_arr = np.asarray(sources), np.concatenate(ids)
     figures = config.figures_dir
     title = f"{cfg.report.map_method} map of CLIP embeddings"
