@@ -1,13 +1,15 @@
 """Annotator throughput on CPU (or a CUDA device): images/s of each annotation method on the same toy generations.
 
 Methods: the border fallback (flood fill, and refined by GrabCut), the real IS-Net of ``../shared/models/`` through
-``salient_onnx`` (at its 1024² input, and at 512²), and CLIPSeg's architecture at a tiny size with random weights
+``salient_onnx`` (its export takes 1024² inputs only), and CLIPSeg's architecture at a tiny size with random weights
 (``tiny_clipseg``: a cost of the code path, **not** of the real CLIPSeg, whose weights are not here). Each method
 annotates the same ``--images`` toy generations (256 px, both styles) through ``raw_masks``, after one warm-up image.
 
 The baseline is rembg (``pip install rembg``), the package users run these ONNX exports with: its ``dis_custom``
 session on the same IS-Net file, measured in this process on the same images; the ratio is ours over rembg's
-images/s, and the masks' mean IoU between the two says how far their pre/post-processing differs. Without rembg
+images/s, and the masks' mean IoU between the two says how far their pre/post-processing differs (rembg: ImageNet
+mean, std 1 and a min-max stretch of the output; ours: the model card's ``(x - 128) / 256`` and threshold 0.5).
+Each method's mIoU against the toy generator's true masks is printed beside its rate. Without rembg
 the ratio is not printed.
 
     .venv/bin/python benchmarks/annotators.py [--images 16 --device cpu]
@@ -16,6 +18,7 @@ the ratio is not printed.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -37,11 +40,12 @@ ISNET = REPO.parent / "shared" / "models" / "isnet_quint8.onnx"
 Masker = Callable[[Sequence[np.ndarray], Sequence[str]], list[np.ndarray]]
 
 
-def toy_images(root: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
-    """``n`` toy generations at 256 px, alternating the flat and soft styles, and their category names."""
+def toy_images(root: Path, n: int) -> tuple[list[np.ndarray], list[str], list[np.ndarray]]:
+    """``n`` toy generations at 256 px, alternating the flat and soft styles, their category names and true
+    masks."""
     config = load_config(REPO / "params" / "smoke" / "00_toyworld.yaml")
     world = build_toyworld(config.section("toyworld"), root, seed=config.common.seed)
-    images, names = [], []
+    images, names, truths = [], [], []
     for k in range(n):
         style = ("flat", "soft")[k % 2]
         options = {"world": str(world.root), "style": style, "size": 256}
@@ -49,9 +53,16 @@ def toy_images(root: Path, n: int) -> tuple[list[np.ndarray], list[str]]:
         category = world.categories[k % len(world.categories)]
         prompt = template_prompt(category.name, "")
         request = GenerationRequest(f"{k}", category.id, category.name, prompt, "template", 0, k, style, k)
-        images.append(generator.generate([request])[0].image)
+        made = generator.generate([request])[0]
+        images.append(made.image)
         names.append(category.name)
-    return images, names
+        truths.append(made.mask)
+    return images, names, truths
+
+
+def miou(masks: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> float:
+    """Mean IoU of ``masks`` with ``truths``, pair by pair."""
+    return float(np.mean([mask_iou(a, b) for a, b in zip(masks, truths, strict=True)]))
 
 
 def rate(masker: Masker, images: list[np.ndarray], names: list[str]) -> tuple[float, list[np.ndarray]]:
@@ -76,6 +87,7 @@ def rembg_masker(device: str) -> Masker | None:
     except ImportError:
         return None
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device.startswith("cuda") else None
+    os.environ.setdefault("U2NET_HOME", str(ISNET.parent))  # rembg loads custom files from its models folder only
     session = new_session("dis_custom", model_path=str(ISNET), providers=providers)
 
     def masks(images: Sequence[np.ndarray], names: Sequence[str]) -> list[np.ndarray]:
@@ -90,7 +102,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        images, names = toy_images(Path(tmp) / "world", args.images)
+        images, names, truths = toy_images(Path(tmp) / "world", args.images)
         clipseg = build_tiny_clipseg(Path(tmp) / "clipseg")
         methods: dict[str, Masker] = {
             "border_fallback (flood)": annotator("flood", "border_fallback", args.device, options={"refine": "none"}),
@@ -98,26 +110,23 @@ def main() -> None:
             "clipseg (tiny, random weights)": annotator("cs", "clipseg", args.device, checkpoint=clipseg),
         }
         if ISNET.is_file():
-            for size in (1024, 512):
-                options = {"input_size": size}
-                methods[f"salient_onnx IS-Net {size}²"] = annotator(
-                    "isnet", "salient_onnx", args.device, checkpoint=ISNET, options=options
-                )
+            methods["salient_onnx IS-Net 1024²"] = annotator("isnet", "salient_onnx", args.device, checkpoint=ISNET)
         else:
             print(f"the real IS-Net is not at {ISNET}: its rows are left out")
         print(f"{args.images} toy generations at 256 px, device {args.device}")
         results = {}
         for label, masker in methods.items():
             results[label] = rate(masker, images, names)
-            print(f"  {label:34s} {results[label][0]:8.2f} images/s")
+            print(f"  {label:34s} {results[label][0]:8.2f} images/s   mIoU {miou(results[label][1], truths):.3f}")
         baseline = rembg_masker(args.device) if ISNET.is_file() else None
         if baseline is None:
             print("rembg is not installed (pip install rembg): no baseline ratio")
             return
         theirs, their_masks = rate(baseline, images, names)
         ours, our_masks = results["salient_onnx IS-Net 1024²"]
-        agreement = np.mean([mask_iou(a, b) for a, b in zip(our_masks, their_masks, strict=True)])
-        print(f"  {'rembg dis_custom (same IS-Net file)':34s} {theirs:8.2f} images/s")
+        agreement = miou(our_masks, their_masks)
+        name = "rembg dis_custom (same IS-Net file)"
+        print(f"  {name:34s} {theirs:8.2f} images/s   mIoU {miou(their_masks, truths):.3f}")
         print(f"salient_onnx / rembg: {ours / theirs:.2f}x; mean mask IoU between them {agreement:.3f}")
 
 
