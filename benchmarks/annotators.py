@@ -1,18 +1,21 @@
 """Annotator throughput on CPU (or a CUDA device): images/s of each annotation method on the same toy generations.
 
 Methods: the border fallback (flood fill, and refined by GrabCut), the real IS-Net of ``../shared/models/`` through
-``salient_onnx`` (its export takes 1024² inputs only), and CLIPSeg's architecture at a tiny size with random weights
-(``tiny_clipseg``: a cost of the code path, **not** of the real CLIPSeg, whose weights are not here). Each method
-annotates the same ``--images`` toy generations (256 px, both styles) through ``raw_masks``, after one warm-up image.
+``salient_onnx`` (its export takes 1024² inputs only), and CLIPSeg's architecture at a tiny size with random
+weights (``tiny_clipseg``: a cost of the code path, **not** of the real CLIPSeg, whose weights are not here), and
+SAM-background with the real ``--sam`` architecture (ViT-B by default; ViT-H is the paper's) and random weights at
+batch 1 and ``--sam-batch`` images per encoder call: its masks mean nothing, but its cost is the real model's. Each
+method annotates the same ``--images`` toy generations (256 px, both styles) through ``raw_masks``, after one
+warm-up image.
 
 The baseline is rembg (``pip install rembg``), the package users run these ONNX exports with: its ``dis_custom``
 session on the same IS-Net file, measured in this process on the same images; the ratio is ours over rembg's
 images/s, and the masks' mean IoU between the two says how far their pre/post-processing differs (rembg: ImageNet
 mean, std 1 and a min-max stretch of the output; ours: the model card's ``(x - 128) / 256`` and threshold 0.5).
-Each method's mIoU against the toy generator's true masks is printed beside its rate. Without rembg
-the ratio is not printed.
+Each method's mIoU against the toy generator's true masks is printed beside its rate. Without rembg the ratio is
+not printed.
 
-    .venv/bin/python benchmarks/annotators.py [--images 16 --device cpu]
+    .venv/bin/python benchmarks/annotators.py [--images 16 --device cpu --sam vit_b --sam-batch 4]
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from divergen_lib.annotation import AnnotatorConfig, build_annotator
 from divergen_lib.annotation.quality import mask_iou
+from divergen_lib.annotation.sam import SAM_SPECS, build_sam
 from divergen_lib.annotation.tiny_clipseg import build_tiny_clipseg
 from divergen_lib.config import load_config
 from divergen_lib.generation import GenerationRequest, ModelConfig, build_generator
@@ -100,6 +105,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=16)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sam", default="vit_b", choices=("vit_b", "vit_l", "vit_h", "none"))
+    parser.add_argument("--sam-batch", type=int, default=4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         images, names, truths = toy_images(Path(tmp) / "world", args.images)
@@ -109,6 +116,13 @@ def main() -> None:
             "border_fallback (grabcut)": annotator("grabcut", "border_fallback", args.device),
             "clipseg (tiny, random weights)": annotator("cs", "clipseg", args.device, checkpoint=clipseg),
         }
+        if args.sam != "none":
+            sam = Path(tmp) / f"sam_{args.sam}_random.pth"
+            torch.save(build_sam(SAM_SPECS[args.sam]).state_dict(), sam)
+            for batch in sorted({1, args.sam_batch}):
+                label = f"sam_background {args.sam} (random) batch {batch}"
+                fields = {"checkpoint": sam, "model_type": args.sam, "batch_size": batch}
+                methods[label] = annotator("sam", "sam_background", args.device, **fields)
         if ISNET.is_file():
             methods["salient_onnx IS-Net 1024²"] = annotator("isnet", "salient_onnx", args.device, checkpoint=ISNET)
         else:
@@ -117,7 +131,7 @@ def main() -> None:
         results = {}
         for label, masker in methods.items():
             results[label] = rate(masker, images, names)
-            print(f"  {label:34s} {results[label][0]:8.2f} images/s   mIoU {miou(results[label][1], truths):.3f}")
+            print(f"  {label:38s} {results[label][0]:8.2f} images/s   mIoU {miou(results[label][1], truths):.3f}")
         baseline = rembg_masker(args.device) if ISNET.is_file() else None
         if baseline is None:
             print("rembg is not installed (pip install rembg): no baseline ratio")
@@ -126,7 +140,7 @@ def main() -> None:
         ours, our_masks = results["salient_onnx IS-Net 1024²"]
         agreement = miou(our_masks, their_masks)
         name = "rembg dis_custom (same IS-Net file)"
-        print(f"  {name:34s} {theirs:8.2f} images/s   mIoU {miou(their_masks, truths):.3f}")
+        print(f"  {name:38s} {theirs:8.2f} images/s   mIoU {miou(their_masks, truths):.3f}")
         print(f"salient_onnx / rembg: {ours / theirs:.2f}x; mean mask IoU between them {agreement:.3f}")
 
 

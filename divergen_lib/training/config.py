@@ -47,7 +47,9 @@ class TorchvisionModel:
 @dataclass(frozen=True)
 class Solver:
     """Optimisation: ``iterations`` steps of ``batch_size`` images (over all processes), linear warm-up, then
-    a cosine or step decay; gradient clipping by value (detectron2's default) when ``grad_clip`` is set."""
+    a cosine or step decay; gradient clipping when ``grad_clip`` is set, each element to +-grad_clip
+    (``grad_clip_type: value``, detectron2's default) or the whole gradient to norm grad_clip (``norm``);
+    ``spike_factor`` (torchvision engine) stops a run whose loss jumps above that many times its recent median."""
 
     iterations: int = 90000
     batch_size: int = 16
@@ -60,6 +62,8 @@ class Solver:
     schedule: Literal["cosine", "step"] = "cosine"
     steps: tuple[float, ...] = (0.67, 0.89)
     grad_clip: float | None = None
+    grad_clip_type: Literal["value", "norm"] = "value"
+    spike_factor: float | None = None
     amp: bool = True
     ema: float = 0.0
 
@@ -70,6 +74,10 @@ class Solver:
             raise ValueError("lr must be > 0")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError("ema must be in [0, 1)")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ValueError("grad_clip must be > 0 (or null: no clipping)")
+        if self.spike_factor is not None and self.spike_factor <= 1:
+            raise ValueError("spike_factor must be > 1 (or null: no spike check)")
 
 
 @dataclass(frozen=True)

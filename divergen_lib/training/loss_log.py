@@ -6,14 +6,39 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
+from collections import deque
 from pathlib import Path
 
 from ..formats import append_row, appending
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite, or spiked far above its recent level."""
+
+
+DIVERGED_ADVICE = "lower solver.lr, raise solver.warmup_iterations or clip gradients by norm (solver.grad_clip_type)"
+
+
+class SpikeGuard:
+    """Stops a run whose total loss jumps above ``factor`` times the median of its last ``window`` steps (a
+    spike a from-scratch run rarely recovers from: it ends at AP 0), once ``window`` steps are seen; ``factor``
+    None: never."""
+
+    def __init__(self, factor: float | None, window: int = 50) -> None:
+        self.factor, self.recent = factor, deque(maxlen=window)
+
+    def check(self, step: int, total: float) -> None:
+        """Record the loss of ``step``; raise :class:`TrainingDiverged` with advice on a spike."""
+        if self.factor is not None and len(self.recent) == self.recent.maxlen:
+            median = statistics.median(self.recent)
+            if total > self.factor * median:
+                raise TrainingDiverged(
+                    f"loss {total:.4g} at step {step} is {total / median:.0f}x the median of the last "
+                    f"{len(self.recent)} steps ({median:.4g}; solver.spike_factor {self.factor}); {DIVERGED_ADVICE}"
+                )
+        self.recent.append(total)
 
 
 def append_loss_row(path: Path, step: int, lr: float, losses: dict[str, float], total: float | None = None) -> None:

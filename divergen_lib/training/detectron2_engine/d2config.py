@@ -175,7 +175,7 @@ def _set_training(d2: CfgNode, cfg: TrainingConfig, train: TrainSetup) -> None:
     d2.SOLVER.WEIGHT_DECAY = solver.weight_decay
     d2.SOLVER.CLIP_GRADIENTS.ENABLED = bool(solver.grad_clip)
     if solver.grad_clip:
-        d2.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "value"
+        d2.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = solver.grad_clip_type
         d2.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = solver.grad_clip
     d2.SOLVER.AMP.ENABLED = solver.amp and d2.MODEL.DEVICE.startswith("cuda")
     d2.SOLVER.CHECKPOINT_PERIOD = cfg.checkpoint_period

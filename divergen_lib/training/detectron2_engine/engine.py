@@ -51,7 +51,10 @@ class Detectron2Engine:
         return f"{Path(cfg.detectron2.config_file).stem} (detectron2)"
 
     def validate(self, cfg: TrainingConfig) -> None:
-        """Every setting is checked when detectron2 builds the config (preflight and training)."""
+        """Every setting is checked when detectron2 builds the config (preflight and training); the spike check
+        is the torchvision engine's (detectron2 stops on a non-finite loss itself)."""
+        if cfg.solver.spike_factor is not None:
+            raise ValueError("solver.spike_factor: the torchvision engine's check; detectron2's trainer has none")
 
     def required_inputs(self, cfg: TrainingConfig) -> Iterator[Check]:
         yield from package_checks("detectron2", "detectron2", INSTALL)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from ..classes import ClassMap
 from ..config import Solver, TorchvisionModel, TrainingConfig
 from ..data import collate, one_line_worker_errors, to_torchvision
 from ..layout import RunLayout
-from ..loss_log import TrainingDiverged, append_loss_row, drop_rows_after
+from ..loss_log import DIVERGED_ADVICE, SpikeGuard, TrainingDiverged, append_loss_row, drop_rows_after
 from ..run import RunInputs
 from ..sampling import StepPositions, step_seed
 from ..sources import training_stream
@@ -133,10 +134,12 @@ def train(cfg: TrainingConfig, inputs: RunInputs, run: RunLayout, device: str = 
     )
     state.model.train()
     bar = progress(total=solver.iterations, initial=state.step, desc=f"train {run.name}", disable=not info.is_main)
+    spikes = SpikeGuard(solver.spike_factor)
     for samples in one_line_worker_errors(loader):
         lr = state.optimizer.param_groups[0]["lr"]
         losses = _step(state, samples, solver, dev, seed, info)
         state.step += 1
+        spikes.check(state.step, _mean_over_ranks(sum(losses.values()), dev, info) if spikes.factor else 0.0)
         bar.update()
         if info.is_main and (state.step % cfg.log_period == 0 or state.step == solver.iterations):
             append_loss_row(run.loss_log, state.step, lr, losses)
@@ -163,6 +166,25 @@ def _ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel 
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
+def _mean_over_ranks(value: float, dev: torch.device, info: DistInfo) -> float:
+    """``value`` averaged over the ranks (every rank then takes the same decision on it)."""
+    if info.world_size == 1:
+        return value
+    import torch.distributed as dist
+
+    total = torch.tensor([value], dtype=torch.float64, device=dev)
+    dist.all_reduce(total)
+    return float(total.item()) / info.world_size
+
+
+def clip_gradients(parameters: Iterable[torch.Tensor], solver: Solver) -> None:
+    """Clip gradients in place as ``solver`` says: each element to +-grad_clip, or their joint norm to grad_clip."""
+    if solver.grad_clip_type == "norm":
+        torch.nn.utils.clip_grad_norm_(parameters, solver.grad_clip or float("inf"))
+    else:
+        torch.nn.utils.clip_grad_value_(parameters, solver.grad_clip or float("inf"))
+
+
 def _step(
     state: TrainState, samples: list, solver: Solver, dev: torch.device, seed: int, info: DistInfo
 ) -> dict[str, float]:
@@ -174,13 +196,13 @@ def _step(
     if not torch.isfinite(loss):
         raise TrainingDiverged(
             f"loss is {loss.item()} at step {state.step} ({ {k: round(v.item(), 4) for k, v in loss_dict.items()} });"
-            " lower solver.lr, raise solver.warmup_iterations or set solver.grad_clip"
+            f" {DIVERGED_ADVICE}"
         )
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
     if solver.grad_clip:
         state.scaler.unscale_(state.optimizer)
-        torch.nn.utils.clip_grad_value_(state.model.parameters(), solver.grad_clip)
+        clip_gradients(state.model.parameters(), solver)
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.scheduler.step()
