@@ -61,14 +61,16 @@ class ClipModel:
     device: torch.device
     batch_size: int = 64
 
-    @torch.no_grad()
     def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised embeddings (N, D) float32 of uint8 HxWx3 RGB images."""
-        out = []
-        for i in range(0, len(images), self.batch_size):
-            batch = torch.stack([self.preprocess(Image.fromarray(im)) for im in images[i : i + self.batch_size]])
-            out.append(self.model.encode_image(batch.to(self.device), normalize=True).float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, self.embed_dim), np.float32)
+        starts = range(0, len(images), self.batch_size)
+        out = [self.encode_pixels(preprocessed(self.preprocess, images[i : i + self.batch_size])) for i in starts]
+        return np.concatenate(out) if out else np.zeros((0, self.embed_dim), np.float32)
+
+    @torch.no_grad()
+    def encode_pixels(self, pixels: torch.Tensor) -> np.ndarray:
+        """L2-normalised embeddings (N, D) float32 of images already preprocessed (N, 3, H, W), as one batch."""
+        return self.model.encode_image(pixels.to(self.device), normalize=True).float().cpu().numpy()
 
     @torch.no_grad()
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -82,6 +84,11 @@ class ClipModel:
     @property
     def embed_dim(self) -> int:
         return int(self.model.text_projection.shape[1])
+
+
+def preprocessed(preprocess: Callable[[Image.Image], torch.Tensor], images: Sequence[np.ndarray]) -> torch.Tensor:
+    """``preprocess`` (a :attr:`ClipModel.preprocess`) of each uint8 HxWx3 RGB image, stacked (N, 3, H, W)."""
+    return torch.stack([preprocess(Image.fromarray(im)) for im in images])
 
 
 def _tag_checkpoint(name: str, tag: str, tag_cfg: dict[str, Any], allow_download: bool) -> str:
@@ -215,7 +222,7 @@ def _cache_key(world: ToyWorld, cfg: ToyClipConfig) -> str:
 def _train(clip: ClipModel, crops: list[np.ndarray], labels: list[int], names: list[str], cfg: ToyClipConfig) -> None:
     """Contrastive training in place: ``cfg.steps`` AdamW steps of ``ClipLoss`` on balanced batches."""
     model, device = clip.model, clip.device
-    pixels = torch.stack([clip.preprocess(Image.fromarray(c)) for c in crops])
+    pixels = preprocessed(clip.preprocess, crops)
     tokens = clip.tokenizer(class_texts(names))
     labels_arr = np.asarray(labels)
     members = [np.flatnonzero(labels_arr == k) for k in range(len(names))]

@@ -106,8 +106,11 @@ class FiltrationConfig:
     annotation_dir: Path | None = None
     generation_dir: Path | None = None
     batch_size: int = 32
+    num_workers: int = 2  # DataLoader workers reading, cropping and preprocessing the real images (0: main process)
     report: FiltrationReport = field(default_factory=FiltrationReport)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError("filtration.batch_size must be >= 1")
+        if self.num_workers < 0:
+            raise ConfigError("filtration.num_workers must be >= 0")

@@ -10,9 +10,19 @@ from pathlib import Path
 class FiltrationLayout:
     """``manifest.jsonl`` (every instance's scores, ``keep`` and the reason for a drop), ``pool.json`` (the merged
     instance pool) and ``pool_<generator>.json`` (one per generator), whose entries are RGBA crops under
-    ``pool/images/<0-based category index>/``, relative to the pool json's folder."""
+    ``pool/images/<0-based category index>/``, relative to the pool json's folder; ``real_means.jsonl`` (each
+    category's real mean) and the per-chunk sums it adds up."""
 
     root: Path
+
+    @property
+    def real_means(self) -> Path:
+        return self.root / "real_means.jsonl"
+
+    def real_means_part(self, digest: str, chunk_images: int, index: int) -> Path:
+        """The per-category sums of real-image chunk ``index`` (chunks of ``chunk_images``), made by settings
+        ``digest``."""
+        return self.root / "shards" / "real_means" / f"{digest}-{chunk_images}-{index:05d}.npz"
 
     @property
     def manifest(self) -> Path:

@@ -1,7 +1,9 @@
 """The filtration stage: score every annotated instance, decide keep/drop with a reason, build the pool.
 
 1. Real instances: every training instance of a category is cropped (DiverGen's recipe) and embedded once;
-   the category keeps the mean of the normalised embeddings (``real_means.jsonl``).
+   the category keeps the mean of the normalised embeddings (``real_means.jsonl``). Chunks of real images are
+   spread over the ranks, each image read once by a DataLoader worker, and each chunk leaves per-category sums
+   in a part file named by the settings digest; rank 0 adds them in chunk order (:mod:`.real_means`).
 2. Scores: each generated instance gets its CLIP score (X-Paste: masked instance on white vs the category
    text) and its inter-similarity (DiverGen: background zeroed, dot product with the category mean)
    (``scores.jsonl``).
@@ -10,10 +12,10 @@
 4. Pool: kept instances become tight RGBA crops, written to ``pool/images/<0-based category>/`` and listed
    in DiverGen/X-Paste's instance-pool json, one per generator and ``pool.json`` merging them. Entries are
    relative to the pool json's folder, so a pool can be moved or copied with its images.
-Steps 1, 2 and 4 run through the resumable, sharded map; each of their rows records the digest of what made it
-(the CLIP model, the real split and crop settings, the CLIP-score text and background, the annotation row), so a
-rerun after changing any of them redoes exactly the rows they decide. Thresholds only enter step 3, which is
-redone on every run.
+Steps 2 and 4 run through the resumable, sharded map, step 1 through its part files; each of their rows or parts
+records the digest of what made it (the CLIP model, the real split and crop settings, the CLIP-score text and
+background, the annotation row), so a rerun after changing any of them redoes exactly the rows they decide.
+Thresholds only enter step 3, which is redone on every run.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 from ..annotation.layout import AnnotationLayout
 from ..clip_models import configured_clip
 from ..config import Config, ConfigError, settings_digest
-from ..crops import annotation_crops, generated_instance
+from ..crops import generated_instance
 from ..distributed import completed_rows, resolve_device, resumable_map, stage_session
 from ..formats import (
     PoolEntry,
@@ -38,7 +40,6 @@ from ..formats import (
     merge_instance_pools,
     read_image,
     read_json,
-    read_lvis,
     read_manifest,
     rle_to_mask,
     write_instance_pool,
@@ -51,7 +52,8 @@ from .config import FiltrationConfig
 from .fusion import FUSED, max_clip
 from .layout import FiltrationLayout
 from .pool import rgba_crop
-from .rules import category_mean, clip_score, inter_similarity, xpaste_keep
+from .real_means import category_means
+from .rules import clip_score, inter_similarity, xpaste_keep
 
 log = logging.getLogger(__name__)
 
@@ -69,32 +71,6 @@ class FiltrationRun:
     @property
     def manifest_path(self) -> Path:
         return FiltrationLayout(self.out_dir).manifest
-
-
-def real_instances(cfg: FiltrationConfig) -> tuple[dict[int, dict[str, Any]], dict[int, list[dict[str, Any]]]]:
-    """The real training images by id, and category id -> its annotations in id order (capped if asked)."""
-    data = read_lvis(cfg.real.annotations)
-    by_category: dict[int, list] = defaultdict(list)
-    for ann in sorted(data["annotations"], key=lambda a: a["id"]):
-        by_category[ann["category_id"]].append(ann)
-    cap = cfg.inter_similarity.max_real_per_category
-    return {img["id"]: img for img in data["images"]}, {c: a[:cap] if cap else a for c, a in by_category.items()}
-
-
-class _RealMeans:
-    """One category's real crops -> the mean of their normalised CLIP embeddings."""
-
-    def __init__(self, clip: Any, cfg: FiltrationConfig, images: dict, annotations: dict[int, list]) -> None:
-        self.clip, self.cfg, self.images, self.annotations = clip, cfg, images, annotations
-
-    def __call__(self, category_id: int) -> dict[str, Any]:
-        sim = self.cfg.inter_similarity
-        anns = self.annotations.get(category_id, [])
-        crops, _ = annotation_crops(self.images, anns, self.cfg.real.image_root, sim.crop_padding, sim.blur_kernel)
-        if not crops:
-            return {"category_id": category_id, "n_real": 0, "mean": None}
-        mean = category_mean(self.clip.encode_images(crops))
-        return {"category_id": category_id, "n_real": len(crops), "mean": [round(float(v), 7) for v in mean]}
 
 
 class _Scorer:
@@ -273,19 +249,7 @@ def run(config: Config) -> FiltrationRun:
         digests = _Digests(cfg, clip)
         means: dict[int, np.ndarray] = {}
         if cfg.inter_similarity.enabled:
-            mean_settings = {f"{c:05d}": digests.real_means for c in ids}
-            resumable_map(
-                ids,
-                _RealMeans(clip, cfg, *real_instances(cfg)),
-                out_dir,
-                "real_means",
-                id_of=lambda c: f"{c:05d}",
-                info=info,
-                settings=mean_settings,
-            )
-            for row in completed_rows(out_dir, "real_means", mean_settings).values():
-                if row.get("mean") is not None:
-                    means[row["category_id"]] = np.asarray(row["mean"])
+            means = category_means(clip, cfg, ids, out_dir, digests.real_means, info)
 
         scorer = _Scorer(clip, cfg, gen_dir, texts, means)
         score_settings = {r["id"]: digests.scores(r) for r in annotated}
