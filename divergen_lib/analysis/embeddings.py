@@ -1,7 +1,7 @@
 """CLIP embeddings of real instance crops and of generated sets, cached by the settings that made them.
 
-Under ``torchrun`` each rank embeds a contiguous block of a set's items (real instances in annotation order, so an
-image's instances stay together and it is read once; generated requests in plan order) and saves it as a part file
+Under ``torchrun`` each rank embeds a contiguous block of a set's items (real instances in annotation order, where an
+image read serves the consecutive instances on it; generated requests in plan order) and saves it as a part file
 beside the cache; once every rank's part is there (a file barrier,
 :func:`~divergen_lib.distributed.wait_for_ranks`: no process-group timeout), rank 0 merges the parts in item order
 into the cache file. A part already on disk is reused, so a rerun after a crash redoes only the ranks that had not
@@ -87,7 +87,7 @@ def sharded_embeddings(path: Path, n: int, make: Callable[[range], Arrays]) -> t
         arrays = tuple(np.concatenate([p[k] for p in parts])[order] for k in range(3))  # type: ignore[assignment]
     if info.is_main:
         _save(path, arrays)
-        for rank in range(info.world_size if info.world_size > 1 else 0):
+        for rank in range(info.world_size) if info.world_size > 1 else ():
             part(rank).unlink()
     return arrays[0], arrays[1]
 

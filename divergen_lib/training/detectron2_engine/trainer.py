@@ -24,7 +24,7 @@ from ...formats import atomic_write_text, write_json
 from ..checkpoints import save_checkpoint
 from ..config import TrainingConfig
 from ..layout import RunLayout
-from ..loss_log import TrainingDiverged, drop_rows_after
+from ..loss_log import DIVERGED_ADVICE, TrainingDiverged, drop_rows_after
 from ..run import RunInputs
 from ..sampling import RepeatFactorStream, StepPositions
 from .crowd import ignore_crowds
@@ -138,9 +138,7 @@ def _train_process(job: Job) -> None:
     try:
         trainer.train()
     except FloatingPointError as err:
-        raise TrainingDiverged(
-            f"{str(err).splitlines()[0]} lower solver.lr, raise solver.warmup_iterations or set solver.grad_clip"
-        ) from None
+        raise TrainingDiverged(f"{str(err).splitlines()[0]} {DIVERGED_ADVICE}") from None
     except Exception as err:
         if no_space_left(err):  # detectron2's checkpointer writes in place; its last complete checkpoint is kept
             raise disk_full(job.run.root) from None

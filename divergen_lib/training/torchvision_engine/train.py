@@ -8,7 +8,7 @@ import logging
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -139,7 +139,8 @@ def train(cfg: TrainingConfig, inputs: RunInputs, run: RunLayout, device: str = 
         lr = state.optimizer.param_groups[0]["lr"]
         losses = _step(state, samples, solver, dev, seed, info)
         state.step += 1
-        spikes.check(state.step, _mean_over_ranks(sum(losses.values()), dev, info) if spikes.factor else 0.0)
+        if solver.spike_factor is not None:
+            spikes.check(state.step, _mean_over_ranks(sum(losses.values()), dev, info))
         bar.update()
         if info.is_main and (state.step % cfg.log_period == 0 or state.step == solver.iterations):
             append_loss_row(run.loss_log, state.step, lr, losses)
@@ -177,12 +178,12 @@ def _mean_over_ranks(value: float, dev: torch.device, info: DistInfo) -> float:
     return float(total.item()) / info.world_size
 
 
-def clip_gradients(parameters: Iterable[torch.Tensor], solver: Solver) -> None:
-    """Clip gradients in place as ``solver`` says: each element to +-grad_clip, or their joint norm to grad_clip."""
-    if solver.grad_clip_type == "norm":
-        torch.nn.utils.clip_grad_norm_(parameters, solver.grad_clip or float("inf"))
+def clip_gradients(parameters: Iterable[torch.Tensor], limit: float, by: Literal["value", "norm"]) -> None:
+    """Clip gradients in place: each element to +-``limit``, or (``norm``) their joint norm to ``limit``."""
+    if by == "norm":
+        torch.nn.utils.clip_grad_norm_(parameters, limit)
     else:
-        torch.nn.utils.clip_grad_value_(parameters, solver.grad_clip or float("inf"))
+        torch.nn.utils.clip_grad_value_(parameters, limit)
 
 
 def _step(
@@ -202,7 +203,7 @@ def _step(
     state.scaler.scale(loss).backward()
     if solver.grad_clip:
         state.scaler.unscale_(state.optimizer)
-        clip_gradients(state.model.parameters(), solver)
+        clip_gradients(state.model.parameters(), solver.grad_clip, solver.grad_clip_type)
     state.scaler.step(state.optimizer)
     state.scaler.update()
     state.scheduler.step()
